@@ -1,0 +1,34 @@
+# The two commands of the README:
+#   make reproduce   set everything up, run the default experiment (snakemake --cores all)
+#   make test        set everything up, run the tests
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CORES ?= all
+
+.PHONY: setup reproduce test test-fast bench dag clean-results
+
+setup: $(STAMP)
+
+# Re-installs only when the dependency files change (quick when already done).
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip -c constraints.txt
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+reproduce: setup
+	$(BIN)/snakemake --cores $(CORES) --printshellcmds
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow and not slurm"
+
+bench: setup
+	$(BIN)/python -m bench
+
+dag: setup
+	$(BIN)/snakemake --dag | dot -Tpng > results/dag.png

@@ -1,0 +1,308 @@
+"""Command line: ``python -m activedet <step> ...`` with explicit input and output paths.
+
+Each step is what one pipeline job runs. Parameters come from ``--params``: a
+params.yaml, or an inline JSON object (what the Snakemake rules pass), always
+validated against the schema with defaults filled.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .io import InputError, write_json
+
+
+def _params(args):
+    from . import params
+
+    return params.load(args.params)
+
+
+def _dataset(params, coco, images_dir, categories=None):
+    from .data.coco import DetectionDataset
+
+    ds = params["dataset"]
+    return DetectionDataset(coco, images_dir, ds["input_size"], ds["keep_ratio"], ds["cache_images"], categories)
+
+
+def _load(path, params, allow_empty=False):
+    from .data.coco import load_coco
+
+    return load_coco(path, params["dataset"]["on_box_outside"], allow_empty=allow_empty)
+
+
+def _threads(params, args):
+    import torch
+
+    n = params["num_threads"] or getattr(args, "threads", 0) or 0
+    if n:
+        torch.set_num_threads(n)
+
+
+def cmd_make_dataset(args) -> int:
+    from .data.digit_scenes import generate
+
+    p = _params(args)
+    cfg = dict(p["dataset"]["digit_scenes"])
+    summary = generate(args.out, **cfg)
+    print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (list, dict))}))
+    return 0
+
+
+def cmd_init_split(args) -> int:
+    from .data.splits import initial_split
+
+    p = _params(args)
+    pool = _load(args.pool, p)
+    labeled = initial_split(pool, args.size, args.seed)
+    write_json(args.out, labeled.to_dict())
+    print(f"{args.out}: {len(labeled.images)} of {len(pool.images)} pool images labeled (seed {args.seed})")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .engine.train import train_detector
+
+    p = _params(args)
+    _threads(p, args)
+    labeled = _load(args.labeled, p)
+    if not labeled.annotations:
+        raise InputError(f"{args.labeled}: the labeled set has no boxes at all; nothing to train on")
+    t0 = time.perf_counter()
+    ds = _dataset(p, labeled, args.images)
+    load_s = time.perf_counter() - t0
+    state = args.state or f"{args.out}.resume"
+    summary = train_detector(p, ds, args.out, args.seed, state_path=state)
+    summary["load_seconds"] = load_s
+    if args.summary:
+        write_json(args.summary, summary)
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    import torch
+
+    from .engine.predict import predict
+    from .engine.train import load_model, resolve_device
+    from .evaluation import evaluate_detections
+
+    t0 = time.perf_counter()
+    device = resolve_device(args.device)
+    model, ckpt = load_model(args.model, device)
+    p = ckpt["params"]
+    _threads(p, args)
+    test = _load(args.annotations, p)
+    ds = _dataset(p, test, args.images, ckpt["categories"])
+    with torch.no_grad():
+        dets = predict(model, ds, device, args.batch_size)
+    metrics = evaluate_detections(test.to_dict(), dets)
+    metrics["n_labeled"] = ckpt.get("n_images")
+    metrics["seconds"] = time.perf_counter() - t0
+    write_json(args.out, metrics)
+    if args.predictions:
+        write_json(args.predictions, dets, indent=None)
+    print(json.dumps({k: metrics[k] for k in ("map50", "map50_area", "coco_ap", "coco_ap50")}))
+    return 0
+
+
+def cmd_score(args) -> int:
+    from .engine.train import load_model, resolve_device
+    from .io import atomic_path
+    from .strategies import build_strategy
+
+    t0 = time.perf_counter()
+    p = _params(args)
+    _threads(p, args)
+    strategy = build_strategy(args.strategy, p)
+    pool = _load(args.pool, p)
+    labeled = _load(args.labeled, p)
+    labeled_ids = set(labeled.image_ids)
+    device = resolve_device(p["device"])
+    model, ckpt = (None, None)
+    categories = None
+    if strategy.needs_model:
+        model, ckpt = load_model(args.model, device)
+        categories = ckpt["categories"]
+    ds = _dataset(p, pool, args.images, categories) if strategy.needs_model else _PoolIds(pool)
+    t1 = time.perf_counter()
+    scores = strategy.score(model, ds, labeled_ids, device, args.batch_size)
+    seconds = time.perf_counter() - t1
+    with atomic_path(args.out) as tmp:
+        scores.to_parquet(tmp, index=False)
+    print(f"{args.out}: scored {int((~scores['labeled']).sum())} unlabeled images in {seconds:.2f}s "
+          f"(total {time.perf_counter() - t0:.2f}s)")
+    if args.timing:
+        write_json(args.timing, {"score_seconds": seconds, "total_seconds": time.perf_counter() - t0})
+    return 0
+
+
+class _PoolIds:
+    """Stand-in for a dataset when a strategy needs only the image ids (random)."""
+
+    def __init__(self, coco):
+        self.records = [(im, None, None, None) for im in coco.images]
+
+
+def cmd_select(args) -> int:
+    import numpy as np
+    import pandas as pd
+
+    from .strategies import build_strategy
+
+    p = _params(args)
+    scores_path = Path(args.scores)
+    if not scores_path.is_file():
+        raise InputError(f"{scores_path}: scores file not found")
+    scores = pd.read_parquet(scores_path)
+    n_unl = int((~scores["labeled"]).sum())
+    if args.budget > n_unl:
+        raise InputError(f"active.budget ({args.budget}) is larger than the unlabeled pool ({n_unl} images)")
+    strategy = build_strategy(args.strategy, p)
+    rng = np.random.default_rng([args.seed, args.cycle])
+    t0 = time.perf_counter()
+    chosen = strategy.select(scores, args.budget, rng)
+    by_id = scores.set_index("image_id")["score"]
+    write_json(args.out, {"strategy": args.strategy, "seed": args.seed, "cycle": args.cycle, "budget": args.budget,
+                          "seconds": time.perf_counter() - t0,
+                          "selected": [{"image_id": i, "rank": r + 1,
+                                        "score": None if np.isnan(by_id[i]) else float(by_id[i])}
+                                       for r, i in enumerate(chosen)]})
+    print(f"{args.out}: selected {len(chosen)} images with {args.strategy}")
+    return 0
+
+
+def cmd_merge(args) -> int:
+    from .data.splits import merge_labels
+    from .io import read_json
+
+    p = _params(args)
+    labeled = _load(args.labeled, p)
+    pool = _load(args.pool, p)
+    sel = read_json(args.selected)
+    try:
+        ids = [int(s["image_id"]) for s in sel["selected"]]
+    except (KeyError, TypeError, ValueError):
+        raise InputError(f"{args.selected}: expected {{'selected': [{{'image_id': ...}}, ...]}}") from None
+    merged = merge_labels(labeled, ids, pool, args.budget)
+    write_json(args.out, merged.to_dict())
+    print(f"{args.out}: {len(merged.images)} labeled images (+{len(ids)})")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import write_report
+
+    p = _params(args)
+    pool = _load(args.pool, p)
+    a = p["active"]
+    out = write_report(args.experiment_dir, a["strategies"], a["seeds"], a["cycles"], len(pool.images),
+                       args.out_dir)
+    summary = out["summary"]
+    if args.metrics:
+        last = a["cycles"] - 1
+        write_json(args.metrics, {row["strategy"]: {"alc": row["alc_mean"], "final_map50": row[f"map50_c{last}_mean"],
+                                                    "alc_diff_vs_random": row["alc_diff_vs_random"]}
+                                  for row in summary.to_dict("records")})
+    with __import__("pandas").option_context("display.width", 200, "display.max_columns", 12):
+        print(summary[["strategy", "n_seeds", "alc_mean", "alc_std", "alc_diff_vs_random",
+                       "alc_diff_ci95_low", "alc_diff_ci95_high"]].to_string(index=False))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m activedet", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name, fn, help_):
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    def params_arg(sp):
+        sp.add_argument("--params", default=None,
+                        help="params.yaml path or inline JSON object (defaults from the schema fill the rest)")
+
+    sp = add("make-dataset", cmd_make_dataset, "generate the embedded digit-scenes dataset (pool + test, PNG + COCO JSON)")
+    params_arg(sp)
+    sp.add_argument("--out", required=True, help="output folder (pool/, test/, pool.json, test.json)")
+
+    sp = add("init-split", cmd_init_split, "draw the initial labeled set from the pool")
+    params_arg(sp)
+    sp.add_argument("--pool", required=True, help="COCO JSON of the pool")
+    sp.add_argument("--size", type=int, required=True, help="number of images to label")
+    sp.add_argument("--seed", type=int, required=True)
+    sp.add_argument("--out", required=True, help="labeled set (COCO JSON)")
+
+    sp = add("train", cmd_train, "train a detector on a labeled COCO JSON")
+    params_arg(sp)
+    sp.add_argument("--images", required=True, help="images folder the labeled file names are relative to")
+    sp.add_argument("--labeled", required=True, help="labeled set (COCO JSON)")
+    sp.add_argument("--out", required=True, help="checkpoint path (model.pt)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--state", default=None, help="resumable training state (default: <out>.resume)")
+    sp.add_argument("--summary", default=None, help="write a JSON training summary here")
+    sp.add_argument("--threads", type=int, default=0, help="torch threads (0: params num_threads or torch default)")
+
+    sp = add("evaluate", cmd_evaluate, "evaluate a checkpoint: VOC mAP@0.5 (11-point and area) and COCO AP")
+    sp.add_argument("--model", required=True)
+    sp.add_argument("--images", required=True)
+    sp.add_argument("--annotations", required=True, help="COCO JSON of the evaluation split")
+    sp.add_argument("--out", required=True, help="metrics JSON")
+    sp.add_argument("--predictions", default=None, help="also write the detections (COCO results JSON)")
+    sp.add_argument("--device", default="auto")
+    sp.add_argument("--batch-size", type=int, default=64)
+    sp.add_argument("--threads", type=int, default=0)
+
+    sp = add("score", cmd_score, "score the pool with a strategy (scores.parquet)")
+    params_arg(sp)
+    sp.add_argument("--strategy", required=True)
+    sp.add_argument("--model", default=None)
+    sp.add_argument("--images", required=True)
+    sp.add_argument("--pool", required=True)
+    sp.add_argument("--labeled", required=True)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--timing", default=None, help="write the scoring seconds as JSON here")
+    sp.add_argument("--batch-size", type=int, default=64)
+    sp.add_argument("--threads", type=int, default=0)
+
+    sp = add("select", cmd_select, "pick the next batch from scores.parquet (selected.json)")
+    params_arg(sp)
+    sp.add_argument("--strategy", required=True)
+    sp.add_argument("--scores", required=True)
+    sp.add_argument("--budget", type=int, required=True)
+    sp.add_argument("--seed", type=int, required=True)
+    sp.add_argument("--cycle", type=int, required=True)
+    sp.add_argument("--out", required=True)
+
+    sp = add("merge", cmd_merge, "add the selected images' labels from the oracle pool (checks the invariants)")
+    params_arg(sp)
+    sp.add_argument("--labeled", required=True)
+    sp.add_argument("--selected", required=True)
+    sp.add_argument("--pool", required=True, help="COCO JSON with the pool's ground truth (the oracle)")
+    sp.add_argument("--budget", type=int, required=True)
+    sp.add_argument("--out", required=True)
+
+    sp = add("report", cmd_report, "learning curves, summary table, time table and figure of an experiment")
+    params_arg(sp)
+    sp.add_argument("--experiment-dir", required=True, help="results/<experiment>")
+    sp.add_argument("--pool", required=True, help="COCO JSON of the pool (for labeled fractions)")
+    sp.add_argument("--out-dir", default=None, help="where curves.csv etc. go (default: the experiment dir)")
+    sp.add_argument("--metrics", default=None, help="also write a small DVC metrics JSON here")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,276 @@
+"""COCO-JSON detection data: the one data path for every dataset.
+
+The embedded digit scenes, a user's own annotations, COCO itself and (after
+conversion) PASCAL VOC all go through :func:`load_coco` and
+:class:`DetectionDataset`. Annotation files are validated up front so a bad
+file fails with a message naming the file, the image or annotation id and the
+problem, before any training starts.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import functional as TF
+
+from ..io import InputError, read_json
+
+
+@dataclass
+class CocoData:
+    """A validated COCO dataset held in memory."""
+
+    path: str  # where it came from, for error messages
+    images: list[dict]
+    annotations: list[dict]
+    categories: list[dict]
+    info: dict
+
+    @property
+    def image_ids(self) -> list[int]:
+        return [im["id"] for im in self.images]
+
+    def to_dict(self) -> dict:
+        return {"info": self.info, "images": self.images, "annotations": self.annotations,
+                "categories": self.categories}
+
+    def subset(self, image_ids: Iterable[int]) -> "CocoData":
+        """Images (in the given order) and their annotations; unknown ids are an error."""
+        by_id = {im["id"]: im for im in self.images}
+        ids = list(image_ids)
+        missing = [i for i in ids if i not in by_id]
+        if missing:
+            raise InputError(f"{self.path}: image ids not in this dataset: {missing[:10]}")
+        wanted = set(ids)
+        return CocoData(self.path, [by_id[i] for i in ids],
+                        [a for a in self.annotations if a["image_id"] in wanted],
+                        self.categories, self.info)
+
+    def annotations_by_image(self) -> dict[int, list[dict]]:
+        out: dict[int, list[dict]] = {im["id"]: [] for im in self.images}
+        for a in self.annotations:
+            out[a["image_id"]].append(a)
+        return out
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def check_file_name(images_dir: str | Path, file_name: str, where: str) -> Path:
+    """Resolve ``file_name`` inside ``images_dir``; refuse names that escape it."""
+    if not isinstance(file_name, str) or not file_name:
+        raise InputError(f"{where}: file_name must be a non-empty string")
+    posix = PurePosixPath(file_name.replace("\\", "/"))
+    if posix.is_absolute() or Path(file_name).is_absolute() or ".." in posix.parts:
+        raise InputError(f"{where}: file_name {file_name!r} escapes the images folder (absolute paths and '..' are refused)")
+    return Path(images_dir) / Path(*posix.parts)
+
+
+def validate_coco(data: dict, path: str, on_box_outside: str = "clip",
+                  require_categories: bool = True) -> tuple[CocoData, list[str]]:
+    """Check structure and references; return the dataset and warnings (clipped boxes).
+
+    Boxes reaching outside their image are clipped (with a warning) or refused,
+    per ``on_box_outside``; zero/negative-size boxes are always refused.
+    """
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a COCO JSON object with 'images', 'annotations', 'categories'")
+    for key in ("images", "annotations", "categories"):
+        if key not in data:
+            raise InputError(f"{path}: missing the '{key}' list")
+        if not isinstance(data[key], list):
+            raise InputError(f"{path}: '{key}' must be a list")
+    warnings: list[str] = []
+
+    categories = []
+    cat_ids: set[int] = set()
+    for c in data["categories"]:
+        if not isinstance(c, dict) or not isinstance(c.get("id"), int) or "name" not in c:
+            raise InputError(f"{path}: category {c!r} needs an integer 'id' and a 'name'")
+        if c["id"] in cat_ids:
+            raise InputError(f"{path}: duplicate category id {c['id']}")
+        cat_ids.add(c["id"])
+        categories.append({"id": c["id"], "name": str(c["name"])})
+    if require_categories and not categories:
+        raise InputError(f"{path}: no categories: a detection dataset needs at least one class")
+
+    images = []
+    sizes: dict[int, tuple[float, float]] = {}
+    for im in data["images"]:
+        if not isinstance(im, dict) or not isinstance(im.get("id"), int) or isinstance(im.get("id"), bool):
+            raise InputError(f"{path}: image entry {str(im)[:80]} needs an integer 'id'")
+        where = f"{path}: image id {im['id']}"
+        if im["id"] in sizes:
+            raise InputError(f"{path}: duplicate image id {im['id']}")
+        for k in ("width", "height"):
+            if not _is_number(im.get(k)) or im[k] <= 0:
+                raise InputError(f"{where}: '{k}' must be a positive number, got {im.get(k)!r}")
+        check_file_name(".", im.get("file_name"), where)
+        sizes[im["id"]] = (float(im["width"]), float(im["height"]))
+        images.append(dict(im))
+
+    annotations = []
+    ann_ids: set = set()
+    for a in data["annotations"]:
+        if not isinstance(a, dict):
+            raise InputError(f"{path}: annotation {str(a)[:80]} is not an object")
+        aid = a.get("id")
+        where = f"{path}: annotation id {aid}"
+        if aid is not None:
+            if aid in ann_ids:
+                raise InputError(f"{path}: duplicate annotation id {aid}")
+            ann_ids.add(aid)
+        if a.get("image_id") not in sizes:
+            raise InputError(f"{where}: refers to unknown image id {a.get('image_id')!r}")
+        if a.get("category_id") not in cat_ids:
+            raise InputError(f"{where}: refers to unknown category id {a.get('category_id')!r} "
+                             f"(known: {sorted(cat_ids)})")
+        box = a.get("bbox")
+        if not (isinstance(box, (list, tuple)) and len(box) == 4 and all(_is_number(v) for v in box)):
+            raise InputError(f"{where}: 'bbox' must be four numbers [x, y, width, height], got {box!r}")
+        x, y, w, h = (float(v) for v in box)
+        if w <= 0 or h <= 0:
+            raise InputError(f"{where}: box {box} has zero or negative size")
+        W, H = sizes[a["image_id"]]
+        x1, y1, x2, y2 = x, y, x + w, y + h
+        eps = 1e-3
+        if x1 < -eps or y1 < -eps or x2 > W + eps or y2 > H + eps:
+            if on_box_outside == "error":
+                raise InputError(f"{where}: box {box} lies outside image {a['image_id']} of size {W:g}x{H:g} "
+                                 f"(set dataset.on_box_outside: clip to clip such boxes)")
+            cx1, cy1, cx2, cy2 = max(x1, 0.0), max(y1, 0.0), min(x2, W), min(y2, H)
+            if cx2 - cx1 <= 0 or cy2 - cy1 <= 0:
+                raise InputError(f"{where}: box {box} lies entirely outside image {a['image_id']} of size {W:g}x{H:g}")
+            warnings.append(f"{where}: box {box} clipped to image {a['image_id']} of size {W:g}x{H:g}")
+            x, y, w, h = cx1, cy1, cx2 - cx1, cy2 - cy1
+        ann = dict(a)
+        ann["bbox"] = [x, y, w, h]
+        ann.setdefault("area", w * h)
+        ann.setdefault("iscrowd", 0)
+        annotations.append(ann)
+    # Give id-less annotations unique ids (pycocotools needs them).
+    next_id = max([i for i in ann_ids if isinstance(i, int)], default=0) + 1
+    for ann in annotations:
+        if ann.get("id") is None:
+            ann["id"] = next_id
+            next_id += 1
+    info = data.get("info") if isinstance(data.get("info"), dict) else {}
+    return CocoData(path, images, annotations, categories, info), warnings
+
+
+def load_coco(path: str | Path, on_box_outside: str = "clip", allow_empty: bool = False) -> CocoData:
+    data = read_json(path)
+    coco, warnings = validate_coco(data, str(path), on_box_outside)
+    for w in warnings[:20]:
+        print(f"warning: {w}")
+    if len(warnings) > 20:
+        print(f"warning: {path}: {len(warnings) - 20} more boxes clipped")
+    if not coco.images and not allow_empty:
+        raise InputError(f"{path}: the dataset has no images")
+    return coco
+
+
+def read_image(path: Path, where: str) -> Image.Image:
+    if not path.is_file():
+        raise InputError(f"{where}: image file {path} not found")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"{where}: image file {path} is unreadable or corrupt ({e})") from None
+
+
+class DetectionDataset(torch.utils.data.Dataset):
+    """Images of a COCO dataset resized to a fixed input size, with their boxes.
+
+    Every image becomes an (H, W) float tensor in [0, 1] so a batch is one
+    stacked tensor and the anchors are the same for every image: this is what
+    lets the loss run batched over images. Boxes are xyxy in input pixels and
+    labels are contiguous class indices 0..C-1 in category-id order.
+    """
+
+    def __init__(self, coco: CocoData, images_dir: str | Path, input_size: Sequence[int] = (64, 64),
+                 keep_ratio: bool = False, cache: bool = True, categories: list[dict] | None = None):
+        self.coco = coco
+        self.images_dir = Path(images_dir)
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.keep_ratio = keep_ratio
+        self.categories = categories if categories is not None else sorted(coco.categories, key=lambda c: c["id"])
+        self.cat_to_label = {c["id"]: i for i, c in enumerate(self.categories)}
+        unknown = {a["category_id"] for a in coco.annotations} - set(self.cat_to_label)
+        if unknown:
+            raise InputError(f"{coco.path}: category ids {sorted(unknown)} are not among the model's classes "
+                             f"{[c['name'] for c in self.categories]}")
+        by_image = coco.annotations_by_image()
+        self.records = []
+        for im in coco.images:
+            anns = by_image[im["id"]]
+            boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
+                              for a in anns], dtype=np.float32).reshape(-1, 4)
+            labels = np.array([self.cat_to_label[a["category_id"]] for a in anns], dtype=np.int64)
+            difficult = np.array([bool(a.get("difficult", 0)) for a in anns], dtype=bool)
+            self.records.append((im, boxes, labels, difficult))
+        self._cache: list[torch.Tensor | None] = [None] * len(self.records)
+        if cache:
+            for i in range(len(self.records)):
+                self._cache[i] = self._load(i)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def scale_for(self, im: dict) -> tuple[float, float]:
+        """(sx, sy): input pixels per original pixel."""
+        H, W = self.input_size
+        sx, sy = W / im["width"], H / im["height"]
+        if self.keep_ratio:
+            sx = sy = min(sx, sy)
+        return sx, sy
+
+    def _load(self, i: int) -> torch.Tensor:
+        im = self.records[i][0]
+        where = f"{self.coco.path}: image id {im['id']}"
+        pil = read_image(check_file_name(self.images_dir, im["file_name"], where), where)
+        if pil.size != (int(round(im["width"])), int(round(im["height"]))):
+            raise InputError(f"{where}: image file is {pil.size[0]}x{pil.size[1]} but the annotation says "
+                             f"{im['width']}x{im['height']}")
+        H, W = self.input_size
+        sx, sy = self.scale_for(im)
+        new_w, new_h = max(1, round(im["width"] * sx)), max(1, round(im["height"] * sy))
+        if (new_w, new_h) != pil.size:
+            pil = pil.resize((new_w, new_h), Image.BILINEAR)
+        arr = np.zeros((H, W, 3), dtype=np.uint8)
+        arr[:new_h, :new_w] = np.asarray(pil)[:H, :W]
+        return torch.from_numpy(arr).permute(2, 0, 1).contiguous()  # uint8, CHW
+
+    def __getitem__(self, i: int):
+        img = self._cache[i] if self._cache[i] is not None else self._load(i)
+        im, boxes, labels, difficult = self.records[i]
+        sx, sy = self.scale_for(im)
+        b = torch.from_numpy(boxes) * torch.tensor([sx, sy, sx, sy])
+        target = {"boxes": b, "labels": torch.from_numpy(labels), "difficult": torch.from_numpy(difficult),
+                  "image_id": im["id"], "scale": (sx, sy), "orig_size": (im["height"], im["width"])}
+        return img, target
+
+
+def collate(batch):
+    """Stack images (uint8 -> float in [0, 1]); keep per-image targets as a list."""
+    images = torch.stack([b[0] for b in batch]).float().div_(255.0)
+    return images, [b[1] for b in batch]
+
+
+def hflip_batch(images: torch.Tensor, targets: list[dict], generator: torch.Generator) -> None:
+    """Flip a random half of the batch in place, boxes with it (torchvision v2 functional ops)."""
+    canvas = tuple(images.shape[-2:])
+    flip = torch.rand(len(targets), generator=generator) < 0.5
+    for i in torch.nonzero(flip).flatten().tolist():
+        images[i] = TF.horizontal_flip(images[i])
+        boxes = tv_tensors.BoundingBoxes(targets[i]["boxes"], format="XYXY", canvas_size=canvas)
+        targets[i]["boxes"] = TF.horizontal_flip(boxes).as_subclass(torch.Tensor)

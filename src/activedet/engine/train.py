@@ -1,0 +1,209 @@
+"""Training: SGD with momentum, warm-up and step drops, resumable state, checkpoint dict.
+
+The checkpoint follows torchvision's detection references:
+``{model, optimizer, lr_scheduler, epoch, iteration, params, categories}``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+
+from ..data.coco import DetectionDataset, collate, hflip_batch
+from ..io import atomic_path
+from ..models import build_model
+from ..models.losses import detection_loss
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device: {name} requested but CUDA is not available (use device: auto or cpu)")
+    return dev
+
+
+def set_threads(n: int) -> None:
+    if n and n > 0:
+        torch.set_num_threads(n)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+
+
+def total_iterations(n_images: int, cfg: dict) -> int:
+    it = math.ceil(cfg["epochs"] * n_images / cfg["batch_size"])
+    it = max(it, cfg["min_iterations"], 1)
+    if cfg.get("max_iterations"):
+        it = min(it, cfg["max_iterations"])
+    return it
+
+
+def lr_factor(cfg: dict, total: int) -> Callable[[int], float]:
+    """Linear warm-up, then x0.1 after each fraction in ``lr_drops``."""
+    drops = [int(f * total) for f in cfg["lr_drops"]]
+    warm = cfg["warmup_iterations"]
+
+    def f(it: int) -> float:
+        w = min(1.0, (it + 1) / warm) if warm > 0 else 1.0
+        return w * 0.1 ** sum(it >= d for d in drops)
+
+    return f
+
+
+def make_optimizer(parameters, cfg: dict, total: int, lr: float | None = None):
+    params = [p for p in parameters if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=lr if lr is not None else cfg["lr"], momentum=cfg["momentum"],
+                          weight_decay=cfg["weight_decay"])
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(cfg, total))
+    return opt, sched
+
+
+def batch_indices(n: int, batch_size: int, seed: int, start_iteration: int = 0) -> Iterator[list[int]]:
+    """Endless batches over shuffled epochs; epoch e's order depends only on (seed, e), so a resumed run
+    sees exactly the batches an uninterrupted one would."""
+    per_epoch = max(1, math.ceil(n / batch_size))
+    it = start_iteration
+    while True:
+        epoch, pos = divmod(it, per_epoch)
+        g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        order = torch.randperm(n, generator=g).tolist()
+        for b in range(pos, per_epoch):
+            batch = order[b * batch_size:(b + 1) * batch_size]
+            if len(batch) < batch_size:  # pad the last batch of an epoch with the epoch's first images
+                batch = batch + order[: batch_size - len(batch)]
+            yield batch
+            it += 1
+
+
+def load_batch(dataset: DetectionDataset, idx: list[int], device: torch.device):
+    images, targets = collate([dataset[i] for i in idx])
+    images = images.to(device, non_blocking=True)
+    for t in targets:
+        keep = ~t["difficult"]  # VOC difficult objects are excluded from training
+        t["boxes"], t["labels"] = t["boxes"][keep].to(device), t["labels"][keep].to(device)
+    return images, targets
+
+
+def params_digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def save_checkpoint(path: str | Path, ckpt: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    # weights_only: a checkpoint is data, never code.
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+class Logger:
+    def __init__(self, every: int = 50, stream=sys.stdout):
+        self.every, self.stream, self.t0 = every, stream, time.perf_counter()
+
+    def __call__(self, msg: str) -> None:
+        print(f"[{time.perf_counter() - self.t0:7.1f}s] {msg}", file=self.stream, flush=True)
+
+
+def train_detector(params: dict, dataset: DetectionDataset, out_path: str | Path, seed: int,
+                   state_path: str | Path | None = None, log: Callable[[str], None] | None = None) -> dict:
+    """Train a fresh detector on ``dataset``; write the checkpoint to ``out_path``; return a summary.
+
+    ``state_path`` (not a pipeline output) holds a resumable state written every
+    ``train.checkpoint_every`` iterations: a killed job resumes from it and ends
+    with the same weights as an uninterrupted run.
+    """
+    log = log or Logger()
+    cfg, det = params["train"], params["detector"]
+    device = resolve_device(params["device"])
+    set_threads(params["num_threads"])
+    seed_everything(seed)
+    model = build_model(params, len(dataset.categories)).to(device)
+    total = total_iterations(len(dataset), cfg)
+    opt, sched = make_optimizer(model.parameters(), cfg, total)
+    digest = params_digest({"params": {k: params[k] for k in ("detector", "train")}, "seed": seed,
+                            "images": [r[0]["id"] for r in dataset.records]})
+    start, history = 0, []
+    if state_path and Path(state_path).is_file():
+        state = load_checkpoint(state_path, map_location=device)
+        if state.get("digest") == digest:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["lr_scheduler"])
+            start, history = state["iteration"], state["history"]
+            log(f"resumed from {state_path} at iteration {start}/{total}")
+    model.train()
+    t0 = time.perf_counter()
+    batches = batch_indices(len(dataset), cfg["batch_size"], seed, start)
+    progress = None
+    if cfg["progress"]:
+        from tqdm import tqdm
+
+        progress = tqdm(total=total, initial=start, desc="train", file=sys.stderr)
+    running = 0.0
+    for it in range(start, total):
+        images, targets = load_batch(dataset, next(batches), device)
+        if cfg["hflip"]:
+            hflip_batch(images, targets, torch.Generator().manual_seed(seed * 7919 + it))
+        out = model(images, branches=("cls", "reg"))
+        losses = detection_loss([out["cls"]], out["reg"], model.anchors(images), targets, det, model.box_coder)
+        opt.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        if cfg["grad_clip"]:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+        opt.step()
+        sched.step()
+        loss = float(losses["loss"])
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"training diverged at iteration {it} (loss {loss}); lower train.lr")
+        running = loss if it == start else 0.9 * running + 0.1 * loss
+        if progress:
+            progress.update(1)
+            progress.set_postfix(loss=f"{running:.3f}")
+        if (it + 1) % 50 == 0 or it + 1 == total:
+            history.append({"iteration": it + 1, "loss": loss, "loss_cls": float(losses["loss_cls"]),
+                            "loss_reg": float(losses["loss_reg"]), "lr": opt.param_groups[0]["lr"]})
+            if not progress:
+                log(f"iter {it + 1}/{total} loss {running:.4f} lr {opt.param_groups[0]['lr']:.5f}")
+        if state_path and cfg["checkpoint_every"] and (it + 1) % cfg["checkpoint_every"] == 0 and it + 1 < total:
+            save_checkpoint(state_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                         "lr_scheduler": sched.state_dict(), "iteration": it + 1,
+                                         "history": history, "digest": digest})
+    if progress:
+        progress.close()
+    seconds = time.perf_counter() - t0
+    n_per_epoch = max(1, math.ceil(len(dataset) / cfg["batch_size"]))
+    ckpt = {"model": model.state_dict(), "optimizer": opt.state_dict(), "lr_scheduler": sched.state_dict(),
+            "epoch": total / n_per_epoch, "iteration": total, "params": params, "seed": seed,
+            "categories": dataset.categories, "history": history, "n_images": len(dataset)}
+    save_checkpoint(out_path, ckpt)
+    if state_path and Path(state_path).is_file():
+        Path(state_path).unlink()
+    done = total - start
+    return {"iterations": total, "seconds": seconds, "images_per_second": done * cfg["batch_size"] / max(seconds, 1e-9),
+            "final_loss": history[-1]["loss"] if history else None, "n_images": len(dataset)}
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu"):
+    """Rebuild a trained detector from its checkpoint: (model in eval mode, checkpoint dict)."""
+    path = Path(path)
+    if not path.is_file():
+        from ..io import InputError
+
+        raise InputError(f"{path}: checkpoint not found")
+    ckpt = load_checkpoint(path, map_location=device)
+    model = build_model(ckpt["params"], len(ckpt["categories"]))
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), ckpt

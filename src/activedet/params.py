@@ -1,0 +1,111 @@
+"""Load and validate experiment parameters against the packaged JSON schema.
+
+The schema (``params.schema.yaml``) is the single source of truth: it gives
+every key a type, a description and a default. ``workflow/schemas`` links to it
+so Snakemake validates the same file before any job runs.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from .io import InputError
+
+SCHEMA_PATH = Path(__file__).with_name("params.schema.yaml")
+
+
+def load_schema() -> dict:
+    with open(SCHEMA_PATH, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def _with_defaults(validator_class):
+    """A validator that fills ``default`` values while validating.
+
+    This is the recipe from the jsonschema FAQ; jsonschema itself never fills
+    defaults, and Snakemake's ``validate(set_default=True)`` is not available
+    to a library that must not import Snakemake.
+    """
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_Validator = _with_defaults(jsonschema.Draft202012Validator)
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        known = ", ".join(sorted(error.schema.get("properties", {})))
+        where = f"{key}." if error.absolute_path else ""
+        return f"unknown key {', '.join(where + e for e in extra)} (known keys here: {known})"
+    return f"{key}: {error.message}"
+
+
+def validate(params: dict, source: str = "params") -> dict:
+    """Return a deep copy of ``params`` with defaults filled; raise InputError naming the bad key."""
+    params = copy.deepcopy(params) if params is not None else {}
+    if not isinstance(params, dict):
+        raise InputError(f"{source}: expected a mapping of parameters, got {type(params).__name__}")
+    # Run twice: the first pass fills nested defaults that the second validates.
+    validator = _Validator(load_schema())
+    for _ in range(2):
+        errors = sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path))
+        if errors:
+            lines = "\n  ".join(_describe(e) for e in errors[:10])
+            raise InputError(f"{source}: invalid parameters:\n  {lines}")
+    _check_consistency(params, source)
+    return params
+
+
+def _check_consistency(p: dict, source: str) -> None:
+    det = p["detector"]
+    if det["bg_iou_threshold"] > det["fg_iou_threshold"]:
+        raise InputError(f"{source}: detector.bg_iou_threshold ({det['bg_iou_threshold']}) must not exceed "
+                         f"detector.fg_iou_threshold ({det['fg_iou_threshold']})")
+    ds = p["dataset"]["digit_scenes"]
+    if ds["min_size"] > ds["max_size"]:
+        raise InputError(f"{source}: dataset.digit_scenes.min_size ({ds['min_size']}) exceeds max_size ({ds['max_size']})")
+    from .strategies import STRATEGIES  # local import: strategies import models
+
+    unknown = [s for s in p["active"]["strategies"] if s not in STRATEGIES]
+    if unknown:
+        raise InputError(f"{source}: active.strategies: unknown strategy {', '.join(unknown)} "
+                         f"(known: {', '.join(sorted(STRATEGIES))})")
+
+
+def load(source: str | Path | dict | None) -> dict:
+    """Parameters from a YAML/JSON file, an inline JSON object string, or a dict; validated."""
+    if source is None:
+        return validate({}, "defaults")
+    if isinstance(source, dict):
+        return validate(source, "params")
+    text = str(source)
+    if text.lstrip().startswith("{"):
+        try:
+            return validate(json.loads(text), "--params")
+        except json.JSONDecodeError as e:
+            raise InputError(f"--params: malformed JSON ({e.msg} at column {e.colno})") from None
+    path = Path(text)
+    if not path.is_file():
+        raise InputError(f"{path}: parameter file not found")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)  # safe_load: nothing in a params file is evaluated as code
+    except yaml.YAMLError as e:
+        raise InputError(f"{path}: malformed YAML: {e}") from None
+    return validate(data or {}, str(path))

@@ -1,0 +1,55 @@
+"""Core-set (Sener & Savarese 2018): k-center greedy on pooled neck features."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..engine.predict import run_model
+from .base import Strategy, frame, pooled_features
+
+
+def k_center_greedy(features: torch.Tensor, is_center: torch.Tensor, budget: int, chunk: int = 4096) -> list[int]:
+    """Indices of ``budget`` new centres, each the point farthest from all current centres.
+
+    Distances are Euclidean, computed batched with ``torch.cdist``; with no
+    initial centre the first pick is the point farthest from the feature mean.
+    """
+    x = features.float()
+    n = x.shape[0]
+    centers = torch.nonzero(is_center).flatten()
+    if len(centers):
+        min_dist = torch.full((n,), float("inf"))
+        for s in range(0, len(centers), chunk):
+            d = torch.cdist(x, x[centers[s:s + chunk]])
+            min_dist = torch.minimum(min_dist, d.min(dim=1).values)
+    else:
+        min_dist = torch.cdist(x, x.mean(0, keepdim=True)).flatten()
+    min_dist[is_center] = -1.0
+    chosen: list[int] = []
+    for _ in range(budget):
+        i = int(torch.argmax(min_dist))
+        chosen.append(i)
+        min_dist = torch.minimum(min_dist, torch.cdist(x, x[i:i + 1]).flatten())
+        min_dist[i] = -1.0
+    return chosen
+
+
+class CoresetStrategy(Strategy):
+    name = "coreset"
+
+    def score(self, model, pool, labeled_ids, device, batch_size) -> pd.DataFrame:
+        levels = self.options.get("feature_levels", [0, 1, 2])
+        feats: list[torch.Tensor] = []
+
+        def on_batch(images, targets, out, dets):
+            feats.append(pooled_features(out["features"], levels).cpu())
+
+        run_model(model, pool, device, batch_size, on_batch, branches=(), return_features=True, detect=False)
+        f = torch.cat(feats)
+        return frame(pool, labeled_ids, score=np.nan, feature=[row for row in f.numpy()])
+
+    def select(self, scores: pd.DataFrame, budget: int, rng: np.random.Generator) -> list[int]:
+        x = torch.from_numpy(np.stack(scores["feature"].to_numpy()))
+        chosen = k_center_greedy(x, torch.from_numpy(scores["labeled"].to_numpy()), budget)
+        return [int(scores["image_id"].iloc[i]) for i in chosen]

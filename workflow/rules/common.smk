@@ -1,0 +1,96 @@
+# Input functions, paths and wildcard constraints shared by the rules.
+import json
+import shlex
+import sys
+
+from snakemake.utils import validate
+
+from activedet import params as activedet_params
+from activedet.io import InputError
+from activedet.strategies import STRATEGIES
+
+# Validate before any job runs: activedet's validator names the bad key plainly and checks
+# cross-field rules (known strategies, thresholds); Snakemake's fills the same defaults.
+try:
+    config.update(activedet_params.validate(config, "params.yaml (Snakemake config)"))
+except InputError as e:
+    sys.exit(f"error: {e}")
+validate(config, "../schemas/params.schema.yaml")
+
+DATASET = config["dataset"]
+ACTIVE = config["active"]
+EXP = f"{config['output_dir']}/{config['experiment']}"
+RUN = EXP + "/runs/{strategy}/seed{seed}/cycle{cycle}"
+LAST_CYCLE = ACTIVE["cycles"] - 1
+
+if DATASET["format"] == "digit_scenes":
+    DATA = f"{config['data_dir']}/{DATASET['name']}"
+    POOL_JSON, TEST_JSON = f"{DATA}/pool.json", f"{DATA}/test.json"
+    POOL_IMAGES, TEST_IMAGES = f"{DATA}/pool/images", f"{DATA}/test/images"
+elif DATASET["format"] == "coco":
+    for key in ("pool_images", "pool_annotations", "test_images", "test_annotations"):
+        if not DATASET[key]:
+            sys.exit(f"error: params.yaml: dataset.{key} must be set when dataset.format is coco")
+    POOL_JSON, TEST_JSON = DATASET["pool_annotations"], DATASET["test_annotations"]
+    POOL_IMAGES, TEST_IMAGES = DATASET["pool_images"], DATASET["test_images"]
+else:
+    sys.exit(f"error: params.yaml: dataset.format {DATASET['format']} is not supported by the pipeline yet")
+
+n_pool_hint = DATASET["digit_scenes"]["n_pool"] if DATASET["format"] == "digit_scenes" else None
+if n_pool_hint is not None:
+    needed = ACTIVE["initial_labeled"] + ACTIVE["budget"] * (ACTIVE["cycles"] - 1)
+    if needed > n_pool_hint:
+        sys.exit(f"error: params.yaml: active.initial_labeled + active.budget * (active.cycles - 1) = {needed} "
+                 f"exceeds the pool ({n_pool_hint} images)")
+
+
+wildcard_constraints:
+    strategy="|".join(sorted(STRATEGIES)),
+    seed=r"\d+",
+    cycle=r"\d+",
+
+
+def param_json(*keys):
+    """The named params (dotted keys, e.g. ``dataset.digit_scenes``) as one shell-quoted JSON argument.
+
+    Passing exactly what a step reads makes Snakemake's params trigger re-run only the jobs
+    a changed parameter affects.
+    """
+    out = {}
+    for key in keys:
+        src, dst = config, out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            src, dst = src[part], dst.setdefault(part, {})
+        dst[leaf] = src[leaf]
+    return shlex.quote(json.dumps(out, sort_keys=True))
+
+
+def res(kind):
+    r = config["resources"][kind]
+    return {"mem_mb": r["mem_mb"], "runtime": r["runtime"], "gpu": r["gpu"]}
+
+
+def labeled_before(w):
+    """The labeled set that cycle ``w.cycle`` trains on: the seed's initial split, then the last merge."""
+    c = int(w.cycle)
+    if c == 0:
+        return f"{EXP}/splits/seed{w.seed}/labeled.json"
+    return f"{EXP}/runs/{w.strategy}/seed{w.seed}/cycle{c - 1}/labeled.json"
+
+
+def score_inputs(w):
+    inputs = {"labeled": labeled_before(w), "pool": POOL_JSON}
+    if STRATEGIES[w.strategy].needs_model:
+        inputs["model"] = f"{EXP}/runs/{w.strategy}/seed{w.seed}/cycle{w.cycle}/model.pt"
+    return inputs
+
+
+def run_files(name):
+    return expand(f"{EXP}/runs/{{strategy}}/seed{{seed}}/cycle{{cycle}}/{name}",
+                  strategy=ACTIVE["strategies"], seed=ACTIVE["seeds"], cycle=range(ACTIVE["cycles"]))
+
+
+def report_outputs():
+    return [f"{EXP}/curves.csv", f"{EXP}/summary.csv", f"{EXP}/time_per_step.csv",
+            f"{EXP}/figures/learning_curves.png", f"{EXP}/metrics.json"]

@@ -1,0 +1,23 @@
+# Tables and figures of an experiment.
+
+
+rule report:
+    input:
+        metrics=run_files("metrics.json"),
+        pool=POOL_JSON,
+    output:
+        curves=f"{EXP}/curves.csv",
+        summary=f"{EXP}/summary.csv",
+        times=f"{EXP}/time_per_step.csv",
+        figure=f"{EXP}/figures/learning_curves.png",
+        metrics=f"{EXP}/metrics.json",
+    log:
+        f"{EXP}/logs/report.log",
+    params:
+        p=param_json("active", "dataset.on_box_outside"),
+        exp=EXP,
+    resources:
+        **res("light"),
+    shell:
+        "python -m activedet report --params {params.p} --experiment-dir {params.exp} --pool {input.pool}"
+        " --metrics {output.metrics} > {log} 2>&1"
