@@ -22,7 +22,7 @@ rule train_detector:
     resources:
         **res("train"),
     shell:
-        "python -m activedet train --params {params.p} --images {params.images} --labeled {input.labeled}"
+        "{ACTIVEDET} train --params {params.p} --images {params.images} --labeled {input.labeled}"
         " --out {output.model} --summary {output.summary} --seed {wildcards.seed} --threads {threads} > {log} 2>&1"
 
 
@@ -43,7 +43,7 @@ rule evaluate:
     resources:
         **res("score"),
     shell:
-        "python -m activedet evaluate --model {input.model} --images {params.images} --annotations {input.test}"
+        "{ACTIVEDET} evaluate --model {input.model} --images {params.images} --annotations {input.test}"
         " --out {output.metrics} --device {params.device} --threads {threads} > {log} 2>&1"
 
 
@@ -66,7 +66,7 @@ rule score_uncertainty:
     resources:
         **res("score"),
     shell:
-        "python -m activedet score --params {params.p} --strategy {wildcards.strategy} {params.model}"
+        "{ACTIVEDET} score --params {params.p} --strategy {wildcards.strategy} {params.model}"
         " --images {params.images} --pool {input.pool} --labeled {input.labeled} --out {output.scores}"
         " --timing {output.timing} --threads {threads} > {log} 2>&1"
 
@@ -86,7 +86,7 @@ rule select_batch:
     resources:
         **res("light"),
     shell:
-        "python -m activedet select --params {params.p} --strategy {wildcards.strategy} --scores {input.scores}"
+        "{ACTIVEDET} select --params {params.p} --strategy {wildcards.strategy} --scores {input.scores}"
         " --budget {params.budget} --seed {wildcards.seed} --cycle {wildcards.cycle} --out {output.selected}"
         " > {log} 2>&1"
 
@@ -108,5 +108,5 @@ rule merge_labels:
     resources:
         **res("light"),
     shell:
-        "python -m activedet merge --params {params.p} --labeled {input.labeled} --selected {input.selected}"
+        "{ACTIVEDET} merge --params {params.p} --labeled {input.labeled} --selected {input.selected}"
         " --pool {input.pool} --budget {params.budget} --out {output.labeled} > {log} 2>&1"

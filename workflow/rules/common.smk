@@ -17,6 +17,8 @@ except InputError as e:
     sys.exit(f"error: {e}")
 validate(config, "../schemas/params.schema.yaml")
 
+# The library's CLI run by the interpreter that runs Snakemake (the project's venv), whatever PATH says.
+ACTIVEDET = f"{shlex.quote(sys.executable)} -m activedet"
 DATASET = config["dataset"]
 ACTIVE = config["active"]
 EXP = f"{config['output_dir']}/{config['experiment']}"

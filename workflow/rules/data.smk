@@ -15,7 +15,7 @@ rule make_dataset:
     resources:
         **res("light"),
     shell:
-        "python -m activedet make-dataset --params {params.p} --out {params.out} > {log} 2>&1"
+        "{ACTIVEDET} make-dataset --params {params.p} --out {params.out} > {log} 2>&1"
 
 
 rule init_split:
@@ -31,5 +31,5 @@ rule init_split:
     resources:
         **res("light"),
     shell:
-        "python -m activedet init-split --params {params.p} --pool {input.pool} --size {params.size}"
+        "{ACTIVEDET} init-split --params {params.p} --pool {input.pool} --size {params.size}"
         " --seed {wildcards.seed} --out {output.labeled} > {log} 2>&1"

@@ -19,5 +19,5 @@ rule report:
     resources:
         **res("light"),
     shell:
-        "python -m activedet report --params {params.p} --experiment-dir {params.exp} --pool {input.pool}"
+        "{ACTIVEDET} report --params {params.p} --experiment-dir {params.exp} --pool {input.pool}"
         " --metrics {output.metrics} > {log} 2>&1"

@@ -63,6 +63,10 @@ def _is_number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
 def check_file_name(images_dir: str | Path, file_name: str, where: str) -> Path:
     """Resolve ``file_name`` inside ``images_dir``; refuse names that escape it."""
     if not isinstance(file_name, str) or not file_name:
@@ -92,7 +96,7 @@ def validate_coco(data: dict, path: str, on_box_outside: str = "clip",
     categories = []
     cat_ids: set[int] = set()
     for c in data["categories"]:
-        if not isinstance(c, dict) or not isinstance(c.get("id"), int) or "name" not in c:
+        if not isinstance(c, dict) or not _is_int(c.get("id")) or "name" not in c:
             raise InputError(f"{path}: category {c!r} needs an integer 'id' and a 'name'")
         if c["id"] in cat_ids:
             raise InputError(f"{path}: duplicate category id {c['id']}")
@@ -104,7 +108,7 @@ def validate_coco(data: dict, path: str, on_box_outside: str = "clip",
     images = []
     sizes: dict[int, tuple[float, float]] = {}
     for im in data["images"]:
-        if not isinstance(im, dict) or not isinstance(im.get("id"), int) or isinstance(im.get("id"), bool):
+        if not isinstance(im, dict) or not _is_int(im.get("id")):
             raise InputError(f"{path}: image entry {str(im)[:80]} needs an integer 'id'")
         where = f"{path}: image id {im['id']}"
         if im["id"] in sizes:
@@ -124,12 +128,14 @@ def validate_coco(data: dict, path: str, on_box_outside: str = "clip",
         aid = a.get("id")
         where = f"{path}: annotation id {aid}"
         if aid is not None:
+            if not _is_int(aid):
+                raise InputError(f"{where}: annotation 'id' must be an integer")
             if aid in ann_ids:
                 raise InputError(f"{path}: duplicate annotation id {aid}")
             ann_ids.add(aid)
-        if a.get("image_id") not in sizes:
+        if not _is_int(a.get("image_id")) or a["image_id"] not in sizes:
             raise InputError(f"{where}: refers to unknown image id {a.get('image_id')!r}")
-        if a.get("category_id") not in cat_ids:
+        if not _is_int(a.get("category_id")) or a["category_id"] not in cat_ids:
             raise InputError(f"{where}: refers to unknown category id {a.get('category_id')!r} "
                              f"(known: {sorted(cat_ids)})")
         box = a.get("bbox")
@@ -156,7 +162,7 @@ def validate_coco(data: dict, path: str, on_box_outside: str = "clip",
         ann.setdefault("iscrowd", 0)
         annotations.append(ann)
     # Give id-less annotations unique ids (pycocotools needs them).
-    next_id = max([i for i in ann_ids if isinstance(i, int)], default=0) + 1
+    next_id = max(ann_ids, default=0) + 1
     for ann in annotations:
         if ann.get("id") is None:
             ann["id"] = next_id

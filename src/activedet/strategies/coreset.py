@@ -30,7 +30,9 @@ def k_center_greedy(features: torch.Tensor, is_center: torch.Tensor, budget: int
     for _ in range(budget):
         i = int(torch.argmax(min_dist))
         chosen.append(i)
-        min_dist = torch.minimum(min_dist, torch.cdist(x, x[i:i + 1]).flatten())
+        d = torch.cdist(x, x[i:i + 1]).flatten()
+        # The mean only picks the first centre; it is not a centre itself, so its distances are dropped.
+        min_dist = torch.minimum(min_dist, d) if len(centers) or len(chosen) > 1 else d
         min_dist[i] = -1.0
     return chosen
 
@@ -51,5 +53,5 @@ class CoresetStrategy(Strategy):
 
     def select(self, scores: pd.DataFrame, budget: int, rng: np.random.Generator) -> list[int]:
         x = torch.from_numpy(np.stack(scores["feature"].to_numpy()))
-        chosen = k_center_greedy(x, torch.from_numpy(scores["labeled"].to_numpy()), budget)
+        chosen = k_center_greedy(x, torch.from_numpy(scores["labeled"].to_numpy(dtype=bool, copy=True)), budget)
         return [int(scores["image_id"].iloc[i]) for i in chosen]

@@ -1,0 +1,145 @@
+"""The Snakemake DAG, a tiny end-to-end run, schema errors, and DVC re-running only what changed."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+TINY = ROOT / "tests" / "data" / "params_tiny.yaml"
+
+
+def env():
+    e = dict(os.environ)
+    e["PATH"] = f"{BIN}{os.pathsep}{e.get('PATH', '')}"
+    e.setdefault("MPLBACKEND", "Agg")
+    return e
+
+
+def run(cmd, cwd, check=True):
+    p = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, cmd))} failed ({p.returncode}):\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}")
+    return p
+
+
+def workdir(tmp_path, params=TINY, extra: dict | None = None) -> Path:
+    """A copy of the workflow (schema symlink resolved) with the given params as params.yaml."""
+    d = tmp_path / "wf"
+    d.mkdir()
+    shutil.copy(ROOT / "Snakefile", d)
+    shutil.copytree(ROOT / "workflow", d / "workflow", symlinks=False)
+    shutil.copy(ROOT / "dvc.yaml", d)
+    shutil.copytree(ROOT / "src", d / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    p = yaml.safe_load(Path(params).read_text())
+    for key, value in (extra or {}).items():
+        node = p
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    (d / "params.yaml").write_text(yaml.safe_dump(p))
+    return d
+
+
+def job_counts(stdout: str) -> dict:
+    counts, table = {}, False
+    for line in stdout.splitlines():
+        parts = line.split()
+        if parts[:2] == ["job", "count"]:
+            table = True
+            continue
+        if table and len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+        elif table and counts and not parts:
+            break
+    return counts
+
+
+def test_dry_run_of_default_params_lists_every_cycle_job(tmp_path):
+    d = workdir(tmp_path, ROOT / "params.yaml")
+    p = yaml.safe_load((ROOT / "params.yaml").read_text())["active"]
+    out = run([BIN / "snakemake", "-n", "--quiet", "rules"], d).stdout
+    counts = job_counts(out)
+    runs = len(p["strategies"]) * len(p["seeds"])
+    assert counts["train_detector"] == runs * p["cycles"]
+    assert counts["evaluate"] == runs * p["cycles"]
+    for rule in ("score_uncertainty", "select_batch", "merge_labels"):
+        assert counts[rule] == runs * (p["cycles"] - 1)
+    assert counts["init_split"] == len(p["seeds"])
+    assert counts["report"] == 1
+
+
+def test_dry_run_shows_cycle_chain(tmp_path):
+    d = workdir(tmp_path, extra={"active.cycles": 3, "active.strategies": ["random"]})
+    out = run([BIN / "snakemake", "-n", "-p", f"results/tiny/runs/random/seed0/cycle2/model.pt"], d).stdout
+    # cycle 2 trains on cycle 1's merged labels, which come from cycle 0's selection
+    assert "results/tiny/runs/random/seed0/cycle1/labeled.json" in out
+    assert "results/tiny/runs/random/seed0/cycle0/selected.json" in out
+    assert "results/tiny/splits/seed0/labeled.json" in out
+
+
+@pytest.mark.parametrize("key,value,needle", [
+    ("train.lrr", 0.1, "train.lrr"),
+    ("active.budget", "ten", "active.budget"),
+    ("active.strategies", ["random", "entropi"], "entropi"),
+])
+def test_params_errors_stop_before_any_job(tmp_path, key, value, needle):
+    d = workdir(tmp_path, extra={key: value})
+    p = run([BIN / "snakemake", "-n"], d, check=False)
+    assert p.returncode != 0
+    assert needle in p.stdout + p.stderr
+    assert not (d / "results").exists()
+
+
+def test_budget_larger_than_pool_is_refused(tmp_path):
+    d = workdir(tmp_path, extra={"active.budget": 40, "active.cycles": 3})
+    p = run([BIN / "snakemake", "-n"], d, check=False)
+    assert p.returncode != 0 and "exceeds the pool" in p.stdout + p.stderr
+
+
+@pytest.mark.slow
+def test_tiny_pipeline_end_to_end_and_dvc_reruns_only_affected_jobs(tmp_path):
+    d = workdir(tmp_path, extra={"active.cycles": 2})
+    run(["git", "init", "-q"], d)
+    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "init"], d)
+    run([BIN / "dvc", "init", "-q"], d)
+    run([BIN / "dvc", "repro", "-q"], d)
+    exp = d / "results" / "tiny"
+    curves = pd.read_csv(exp / "curves.csv")
+    assert set(curves["strategy"]) == {"random", "entropy", "coreset"}
+    assert sorted(curves["n_labeled"].unique()) == [10, 18]
+    assert curves["map50"].between(0, 1).all()
+    summary = pd.read_csv(exp / "summary.csv")
+    assert list(summary["strategy"]) == ["random", "entropy", "coreset"]
+    assert summary.loc[summary["strategy"] == "random", "alc_diff_vs_random"].item() == 0
+    assert (exp / "figures" / "learning_curves.png").stat().st_size > 1000
+    metrics = json.loads((exp / "metrics.json").read_text())
+    assert set(metrics) == {"random", "entropy", "coreset"}
+    # the same seed and the initial split: every strategy starts from the same labeled set
+    labeled0 = json.loads((exp / "splits" / "seed0" / "labeled.json").read_text())
+    assert len(labeled0["images"]) == 10
+
+    logs = d / ".snakemake" / "log"
+    first_logs = set(logs.iterdir())
+    # change a parameter that only the entropy strategy reads
+    params = yaml.safe_load((d / "params.yaml").read_text())
+    params.setdefault("strategies", {}).setdefault("entropy", {})["aggregate"] = "max"
+    (d / "params.yaml").write_text(yaml.safe_dump(params))
+    out = run([BIN / "dvc", "repro"], d).stdout
+    assert "dataset" in out and "didn't change" in out  # the dataset stage is skipped
+    # what the second Snakemake run executed, from its log
+    (new_log,) = set(logs.iterdir()) - first_logs
+    changed = {path.strip().split("runs/", 1)[1]
+               for line in new_log.read_text().splitlines() if line.strip().startswith("output:")
+               for path in line.split(":", 1)[1].split(",") if "runs/" in path}
+    assert "entropy/seed0/cycle0/scores.parquet" in changed
+    assert "entropy/seed0/cycle1/model.pt" in changed
+    assert not any(c.startswith(("random/", "coreset/")) for c in changed), changed
+    assert "entropy/seed0/cycle0/model.pt" not in changed  # training did not read that parameter
