@@ -162,7 +162,8 @@ def bench_reference(rows: list[dict], epochs: float, fraction: float, seed: int 
     import tempfile
 
     from activedet import params as P
-    from activedet.data.coco import DetectionDataset, load_coco
+    from activedet.data.coco import load_coco
+    from activedet.data.dataset import DetectionDataset
     from activedet.data.digit_scenes import generate
     from activedet.data.splits import initial_split
     from activedet.engine.predict import predict

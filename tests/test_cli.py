@@ -8,7 +8,8 @@ import torch
 
 from activedet import params as P
 from activedet.cli import main
-from activedet.data.coco import DetectionDataset, load_coco
+from activedet.data.coco import load_coco
+from activedet.data.dataset import DetectionDataset
 from activedet.engine import train as train_mod
 
 TINY = {"dataset": {"digit_scenes": {"n_pool": 40, "n_test": 12}},

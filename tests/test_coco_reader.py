@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from activedet.data.coco import (CocoData, DetectionDataset, check_file_name, collate, hflip_batch, load_coco,
-                                 validate_coco)
+from activedet.data.coco import CocoData, check_file_name, load_coco, validate_coco
+from activedet.data.dataset import DetectionDataset, augment_batch, collate
 from activedet.io import InputError, read_json
 
 
@@ -436,8 +436,11 @@ def test_grayscale_image_becomes_rgb(tmp_path):
     assert img.shape == (3, 8, 8) and bool((img == 100).all())
 
 
-# ------------------------------------------------------------------ hflip
-def test_hflip_batch_flips_images_and_boxes():
+# ------------------------------------------------------------------ augmentation
+FLIP_ONLY = {"hflip": True, "translate": 0.0, "scale": [1.0, 1.0], "invert": 0.0, "channel_shuffle": False}
+
+
+def test_augment_hflip_flips_images_and_boxes():
     B, H, W = 16, 8, 20
     g = torch.Generator().manual_seed(0)
     images = torch.rand(B, 3, H, W, generator=g)
@@ -447,7 +450,7 @@ def test_hflip_batch_flips_images_and_boxes():
         targets.append({"boxes": torch.tensor([[x1, y1, x1 + 3.0 + i % 7, 6.0], [0.0, 0.0, W, H]]),
                         "labels": torch.tensor([0, 1])})
     orig_images, orig_targets = images.clone(), copy.deepcopy(targets)
-    hflip_batch(images, targets, torch.Generator().manual_seed(1))
+    augment_batch(images, targets, torch.Generator().manual_seed(1), FLIP_ONLY)
     flipped = 0
     for i in range(B):
         b0 = orig_targets[i]["boxes"]
@@ -461,14 +464,44 @@ def test_hflip_batch_flips_images_and_boxes():
         assert type(targets[i]["boxes"]) is torch.Tensor
         assert torch.equal(targets[i]["labels"], orig_targets[i]["labels"])
     assert 0 < flipped < B  # a random half, not all or none
-    # the same generator seed flips the same images
+    # the same generator seed gives the same augmentation
     images2, targets2 = orig_images.clone(), copy.deepcopy(orig_targets)
-    hflip_batch(images2, targets2, torch.Generator().manual_seed(1))
+    augment_batch(images2, targets2, torch.Generator().manual_seed(1), FLIP_ONLY)
     assert torch.equal(images2, images)
 
 
-def test_hflip_batch_empty_boxes():
+def test_augment_empty_boxes():
     images = torch.rand(8, 3, 4, 6)
-    targets = [{"boxes": torch.zeros((0, 4))} for _ in range(8)]
-    hflip_batch(images, targets, torch.Generator().manual_seed(0))
+    targets = [{"boxes": torch.zeros((0, 4)), "labels": torch.zeros(0, dtype=torch.long)} for _ in range(8)]
+    cfg = {**FLIP_ONLY, "translate": 0.2, "scale": [0.8, 1.2]}
+    augment_batch(images, targets, torch.Generator().manual_seed(0), cfg)
     assert all(t["boxes"].shape == (0, 4) for t in targets)
+
+
+def test_augment_translation_and_zoom_move_boxes_with_the_pixels():
+    cfg = {"hflip": False, "translate": 0.2, "scale": [0.8, 1.25], "invert": 0.0, "channel_shuffle": False}
+    images = torch.zeros(8, 3, 64, 64)
+    images[:, :, 20:40, 24:36] = 1.0  # a bright 12x20 object in the middle
+    targets = [{"boxes": torch.tensor([[24.0, 20.0, 36.0, 40.0]]), "labels": torch.tensor([3])} for _ in range(8)]
+    augment_batch(images, targets, torch.Generator().manual_seed(0), cfg)
+    moved = 0
+    for img, t in zip(images, targets):
+        assert t["labels"].tolist() == [3]
+        x1, y1, x2, y2 = t["boxes"][0].tolist()
+        moved += abs(x1 - 24) > 1 or abs(y1 - 20) > 1
+        inside = img[0, round(y1) + 1:round(y2) - 1, round(x1) + 1:round(x2) - 1]
+        assert inside.mean() > 0.9  # the box still covers the object
+        assert img[0].sum() <= inside.numel() + 2 * (x2 - x1 + y2 - y1) + 8  # and the object lies in the box
+    assert moved >= 6
+
+
+def test_augment_drops_boxes_pushed_out_of_the_image_and_inverts():
+    cfg = {"hflip": False, "translate": 0.5, "scale": [1.0, 1.0], "invert": 1.0, "channel_shuffle": False}
+    images = torch.zeros(32, 3, 16, 16)
+    targets = [{"boxes": torch.tensor([[0.0, 0.0, 4.0, 4.0]]), "labels": torch.tensor([1])} for _ in range(32)]
+    augment_batch(images, targets, torch.Generator().manual_seed(0), cfg)
+    assert (images.flatten(1).max(1).values == 1.0).all()  # every image inverted (zeros -> ones)
+    kept = [len(t["boxes"]) for t in targets]
+    assert 0 in kept and 1 in kept  # some corner boxes leave the image, some stay
+    for t in targets:
+        assert len(t["boxes"]) == len(t["labels"])

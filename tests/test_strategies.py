@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 
 from activedet import params
-from activedet.data.coco import DetectionDataset, load_coco
+from activedet.data.coco import load_coco
+from activedet.data.dataset import DetectionDataset
 from activedet.models import build_model
 from activedet.strategies import STRATEGIES, Strategy, build_strategy
 from activedet.strategies.coreset import CoresetStrategy, k_center_greedy

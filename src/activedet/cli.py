@@ -22,7 +22,7 @@ def _params(args):
 
 
 def _dataset(params, coco, images_dir, categories=None):
-    from .data.coco import DetectionDataset
+    from .data.dataset import DetectionDataset
 
     ds = params["dataset"]
     return DetectionDataset(coco, images_dir, ds["input_size"], ds["keep_ratio"], ds["cache_images"], categories)
@@ -213,6 +213,73 @@ def cmd_report(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- human in the loop (activedet.hitl)
+def cmd_select_images(args) -> int:
+    from .hitl.select_images import select_from_folder
+
+    _threads({"num_threads": 0}, args)
+    options = _params(args)["strategies"] if args.params else None
+    summary = select_from_folder(args.images, args.labeled, args.model, args.strategy, args.budget, args.out,
+                                 seed=args.seed, device=args.device, batch_size=args.batch_size,
+                                 strategy_options=options, min_score=args.min_score,
+                                 url_prefix=args.image_url_prefix)
+    print(f"{args.out}: {summary['selected']} of {summary['unlabeled']} unlabeled images chosen by {args.strategy} "
+          f"(selected.csv, selected.png, Label Studio and CVAT files); annotate them, then run:\n"
+          f"  {summary['import_command']}")
+    return 0
+
+
+def cmd_import_labels(args) -> int:
+    from .hitl.importer import import_labels
+
+    s = import_labels(args.export, args.selected, args.labeled, args.format, args.imported_out)
+    if "backup" in s:
+        print(f"{s['written']}: +{s['images']} images, +{s['boxes']} boxes ({s['labeled_images']} labeled images); "
+              f"the previous version is kept as {s['backup']}")
+    else:
+        print(f"{s['written']}: {s['images']} images with {s['boxes']} boxes imported; {args.labeled} unchanged")
+    return 0
+
+
+def cmd_simulate_annotator(args) -> int:
+    from .hitl.simulate import simulate_annotator
+
+    s = simulate_annotator(args.tasks, args.ground_truth, args.out, args.format)
+    print(f"{args.out}: {s['tasks']} tasks answered with {s['boxes']} ground-truth boxes ({s['format']} export)")
+    return 0
+
+
+def cmd_export_selection(args) -> int:
+    from .hitl.select_images import export_pipeline_selection
+
+    _threads({"num_threads": 0}, args)
+    s = export_pipeline_selection(args.selected, args.pool, args.images, args.model, args.labeled, args.out,
+                                  args.imported, device=args.device, batch_size=args.batch_size,
+                                  min_score=args.min_score, url_prefix=args.image_url_prefix)
+    print(f"{args.out}: annotation tasks for {s['selected']} images; annotate them, then run:\n"
+          f"  {s['import_command']}")
+    return 0
+
+
+def cmd_merge_imported(args) -> int:
+    from .hitl.importer import merge_imported
+    from .io import read_json
+
+    p = _params(args)
+    labeled = _load(args.labeled, p)
+    pool = _load(args.pool, p)
+    imported = _load(args.imported, p)
+    sel = read_json(args.selected)
+    try:
+        ids = [int(s["image_id"]) for s in sel["selected"]]
+    except (KeyError, TypeError, ValueError):
+        raise InputError(f"{args.selected}: expected {{'selected': [{{'image_id': ...}}, ...]}}") from None
+    merged = merge_imported(labeled, ids, pool, imported, args.budget)
+    write_json(args.out, merged.to_dict())
+    print(f"{args.out}: {len(merged.images)} labeled images (+{len(ids)} with imported labels)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m activedet", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -293,6 +360,74 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--pool", required=True, help="COCO JSON of the pool (for labeled fractions)")
     sp.add_argument("--out-dir", default=None, help="where curves.csv etc. go (default: the experiment dir)")
     sp.add_argument("--metrics", default=None, help="also write a small DVC metrics JSON here")
+    # human in the loop: choose images of your own, export them for annotation, import the labels
+    from .hitl.boxes import DEFAULT_MIN_SCORE
+    from .hitl.label_studio import DEFAULT_URL_PREFIX
+
+    def hitl_export_args(sp):
+        sp.add_argument("--device", default="auto")
+        sp.add_argument("--batch-size", type=int, default=64)
+        sp.add_argument("--threads", type=int, default=0)
+        sp.add_argument("--min-score", type=float, default=DEFAULT_MIN_SCORE,
+                        help="detections below this score are not pre-annotations (Label Studio, CVAT, sheet); "
+                             "predictions.json keeps all")
+        sp.add_argument("--image-url-prefix", default=DEFAULT_URL_PREFIX,
+                        help="Label Studio data.image = prefix + image path (default: Label Studio's local files "
+                             "serving; e.g. http://host/images/ for a web server)")
+
+    sp = add("select-images", cmd_select_images,
+             "choose which images of a folder to annotate next and export them for Label Studio / CVAT")
+    params_arg(sp)
+    sp.add_argument("--images", required=True, help="folder of images (searched recursively); labeled file names "
+                                                    "are relative to it")
+    sp.add_argument("--labeled", required=True, help="labeled set (COCO JSON); the folder's other images are scored")
+    sp.add_argument("--model", required=True, help="checkpoint trained on the labeled set")
+    sp.add_argument("--strategy", required=True)
+    sp.add_argument("--budget", type=int, required=True, help="images to choose")
+    sp.add_argument("--out", required=True, help="output folder (selected.csv, label_studio_tasks.json, "
+                                                 "label_studio_config.xml, cvat_annotations.xml, predictions.json, "
+                                                 "selected.png, README.txt)")
+    sp.add_argument("--seed", type=int, default=0, help="randomness of the selection (random strategy)")
+    hitl_export_args(sp)
+
+    sp = add("import-labels", cmd_import_labels,
+             "check annotators' labels against the selection and merge them into the labeled COCO file")
+    sp.add_argument("--export", required=True, help="Label Studio JSON export, CVAT for images 1.1 XML or COCO JSON")
+    sp.add_argument("--selected", required=True, help="selected.csv of the selection")
+    sp.add_argument("--labeled", required=True, help="labeled set (COCO JSON); merged in place, the previous "
+                                                     "version kept as <stem>.v<N>.json")
+    sp.add_argument("--format", default="auto", choices=["auto", "label_studio", "cvat", "coco"])
+    sp.add_argument("--imported-out", default=None,
+                    help="write only the imported labels (COCO JSON) here and leave --labeled unchanged "
+                         "(the pipeline's human mode: {run}/imported_labels.json)")
+
+    sp = add("simulate-annotator", cmd_simulate_annotator,
+             "answer Label Studio tasks with ground truth, in an annotation tool's export format")
+    sp.add_argument("--tasks", required=True, help="label_studio_tasks.json of a selection")
+    sp.add_argument("--ground-truth", required=True, help="COCO JSON with the true boxes (e.g. the pool)")
+    sp.add_argument("--out", required=True, help="the export to write")
+    sp.add_argument("--format", default="label_studio", choices=["label_studio", "cvat", "coco"])
+
+    sp = add("export-selection", cmd_export_selection,
+             "annotation tasks (Label Studio, CVAT, COCO, contact sheet) for a pipeline cycle's selected.json")
+    sp.add_argument("--selected", required=True, help="selected.json of the cycle")
+    sp.add_argument("--pool", required=True, help="COCO JSON of the pool (image records)")
+    sp.add_argument("--images", required=True, help="pool images folder")
+    sp.add_argument("--model", required=True, help="the cycle's checkpoint (pre-annotations)")
+    sp.add_argument("--labeled", required=True, help="the labeled set the cycle trained on")
+    sp.add_argument("--imported", required=True, help="where the import command shall write the labels")
+    sp.add_argument("--out", required=True, help="output folder")
+    hitl_export_args(sp)
+
+    sp = add("merge-imported", cmd_merge_imported,
+             "add the selected images with imported labels (human mode; checks the merge invariants)")
+    params_arg(sp)
+    sp.add_argument("--labeled", required=True)
+    sp.add_argument("--selected", required=True)
+    sp.add_argument("--pool", required=True, help="COCO JSON of the pool (the images labeled sets come from)")
+    sp.add_argument("--imported", required=True, help="imported labels (import-labels --imported-out)")
+    sp.add_argument("--budget", type=int, required=True)
+    sp.add_argument("--out", required=True)
     return parser
 
 

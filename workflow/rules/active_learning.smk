@@ -1,6 +1,8 @@
 # One active-learning cycle per strategy x seed x cycle:
 # train_detector -> score_uncertainty -> select_batch -> merge_labels -> next cycle's train_detector,
 # and evaluate on the test split at every cycle. Cycle c trains on cycle c-1's merged labels.
+# active.oracle: human - select_batch -> export_for_annotation (tasks for people) and merge_labels waits
+# for {RUN}/imported_labels.json from `python -m activedet import-labels` (README: Human in the loop).
 
 
 rule train_detector:
@@ -91,11 +93,23 @@ rule select_batch:
         " > {log} 2>&1"
 
 
+if HUMAN:
+    # People label the selection: export_for_annotation writes the tasks, import-labels writes
+    # imported_labels.json, merge-imported adds it (the merge invariants minus "equals the ground truth").
+    MERGE_SHELL = (
+        "{ACTIVEDET} merge-imported --params {params.p} --labeled {input.labeled} --selected {input.selected}"
+        " --pool {input.pool} --imported {input.imported} --budget {params.budget} --out {output.labeled} > {log} 2>&1"
+    )
+else:
+    MERGE_SHELL = (
+        "{ACTIVEDET} merge --params {params.p} --labeled {input.labeled} --selected {input.selected}"
+        " --pool {input.pool} --budget {params.budget} --out {output.labeled} > {log} 2>&1"
+    )
+
+
 rule merge_labels:
     input:
-        labeled=labeled_before,
-        selected=f"{RUN}/selected.json",
-        pool=POOL_JSON,
+        unpack(merge_inputs),
     output:
         labeled=f"{RUN}/labeled.json",
     log:
@@ -108,5 +122,57 @@ rule merge_labels:
     resources:
         **res("light"),
     shell:
-        "{ACTIVEDET} merge --params {params.p} --labeled {input.labeled} --selected {input.selected}"
-        " --pool {input.pool} --budget {params.budget} --out {output.labeled} > {log} 2>&1"
+        MERGE_SHELL
+
+
+if HUMAN:
+
+    rule export_for_annotation:
+        input:
+            selected=f"{RUN}/selected.json",
+            model=f"{RUN}/model.pt",
+            labeled=labeled_before,
+            pool=POOL_JSON,
+        output:
+            readme=f"{RUN}/annotation/README.txt",
+            selected=f"{RUN}/annotation/selected.csv",
+            tasks=f"{RUN}/annotation/label_studio_tasks.json",
+            config=f"{RUN}/annotation/label_studio_config.xml",
+            cvat=f"{RUN}/annotation/cvat_annotations.xml",
+            predictions=f"{RUN}/annotation/predictions.json",
+            sheet=f"{RUN}/annotation/selected.png",
+        log:
+            f"{RUN}/logs/export_for_annotation.log",
+        benchmark:
+            f"{RUN}/benchmarks/export_for_annotation.tsv"
+        params:
+            images=POOL_IMAGES,
+            device=config["device"],
+            out=lambda w: f"{run_dir(w)}/annotation",
+            imported=lambda w: f"{run_dir(w)}/imported_labels.json",
+        threads: config["resources"]["score"]["threads"]
+        resources:
+            **res("score"),
+        shell:
+            "{ACTIVEDET} export-selection --selected {input.selected} --pool {input.pool} --images {params.images}"
+            " --model {input.model} --labeled {input.labeled} --imported {params.imported} --out {params.out}"
+            " --device {params.device} --threads {threads} > {log} 2>&1"
+
+    localrules:
+        await_imported_labels,
+
+    # Stands in for the people until `import-labels` has written {RUN}/imported_labels.json (see
+    # merge_inputs): fails printing the annotation README with the import command to run.
+    rule await_imported_labels:
+        input:
+            readme=f"{RUN}/annotation/README.txt",
+        output:
+            pending=f"{RUN}/imported_labels.pending",
+        log:
+            f"{RUN}/logs/await_imported_labels.log",
+        resources:
+            **res("light"),
+        shell:
+            "(echo 'activedet: {wildcards.strategy}/seed{wildcards.seed}/cycle{wildcards.cycle} waits for labels"
+            " from people (active.oracle: human). Annotate, import, then run snakemake again:'; echo;"
+            " cat {input.readme}) | tee {log} >&2; exit 1"

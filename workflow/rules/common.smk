@@ -1,5 +1,6 @@
 # Input functions, paths and wildcard constraints shared by the rules.
 import json
+import os
 import shlex
 import sys
 
@@ -24,6 +25,8 @@ ACTIVE = config["active"]
 EXP = f"{config['output_dir']}/{config['experiment']}"
 RUN = EXP + "/runs/{strategy}/seed{seed}/cycle{cycle}"
 LAST_CYCLE = ACTIVE["cycles"] - 1
+# active.oracle: human - people label the selected images; merge_labels waits for {RUN}/imported_labels.json
+HUMAN = ACTIVE["oracle"] == "human"
 
 if DATASET["format"] == "digit_scenes":
     DATA = f"{config['data_dir']}/{DATASET['name']}"
@@ -85,6 +88,26 @@ def score_inputs(w):
     inputs = {"labeled": labeled_before(w), "pool": POOL_JSON}
     if STRATEGIES[w.strategy].needs_model:
         inputs["model"] = f"{EXP}/runs/{w.strategy}/seed{w.seed}/cycle{w.cycle}/model.pt"
+    return inputs
+
+
+def run_dir(w):
+    """{RUN} of a job's wildcards."""
+    return f"{EXP}/runs/{w.strategy}/seed{w.seed}/cycle{w.cycle}"
+
+
+def merge_inputs(w):
+    """What merge_labels reads: the pool's ground truth (oracle), or in human mode also the imported labels.
+
+    The imported labels come from people (`import-labels`), never from a job, so Snakemake can never
+    delete them. While they are missing merge_labels waits on imported_labels.pending, the output of
+    await_imported_labels, which fails printing what to annotate and how to import it.
+    """
+    run = run_dir(w)
+    inputs = {"labeled": labeled_before(w), "selected": f"{run}/selected.json", "pool": POOL_JSON}
+    if HUMAN:
+        imported = f"{run}/imported_labels.json"
+        inputs["imported"] = imported if os.path.exists(imported) else f"{run}/imported_labels.pending"
     return inputs
 
 

@@ -1,4 +1,2 @@
-"""Datasets: the COCO-JSON reader every dataset goes through, the digit-scenes generator, splits."""
-from .coco import CocoData, DetectionDataset, collate, load_coco
-
-__all__ = ["CocoData", "DetectionDataset", "collate", "load_coco"]
+"""Datasets: the COCO-JSON reader every dataset goes through (``coco``), fixed-size tensor batches
+(``dataset``), the digit-scenes generator and the labeled/unlabeled splits."""

@@ -2,7 +2,8 @@
 
 The embedded digit scenes, a user's own annotations, COCO itself and (after
 conversion) PASCAL VOC all go through :func:`load_coco` and
-:class:`DetectionDataset`. Annotation files are validated up front so a bad
+:class:`activedet.data.dataset.DetectionDataset`. This module does not import
+torch, so the light pipeline steps (split, select, merge) start quickly. Annotation files are validated up front so a bad
 file fails with a message naming the file, the image or annotation id and the
 problem, before any training starts.
 """
@@ -12,12 +13,6 @@ import math
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Sequence
-
-import numpy as np
-import torch
-from PIL import Image, UnidentifiedImageError
-from torchvision import tv_tensors
-from torchvision.transforms.v2 import functional as TF
 
 from ..io import InputError, read_json
 
@@ -181,102 +176,3 @@ def load_coco(path: str | Path, on_box_outside: str = "clip", allow_empty: bool 
     if not coco.images and not allow_empty:
         raise InputError(f"{path}: the dataset has no images")
     return coco
-
-
-def read_image(path: Path, where: str) -> Image.Image:
-    if not path.is_file():
-        raise InputError(f"{where}: image file {path} not found")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise InputError(f"{where}: image file {path} is unreadable or corrupt ({e})") from None
-
-
-class DetectionDataset(torch.utils.data.Dataset):
-    """Images of a COCO dataset resized to a fixed input size, with their boxes.
-
-    Every image becomes an (H, W) float tensor in [0, 1] so a batch is one
-    stacked tensor and the anchors are the same for every image: this is what
-    lets the loss run batched over images. Boxes are xyxy in input pixels and
-    labels are contiguous class indices 0..C-1 in category-id order.
-    """
-
-    def __init__(self, coco: CocoData, images_dir: str | Path, input_size: Sequence[int] = (64, 64),
-                 keep_ratio: bool = False, cache: bool = True, categories: list[dict] | None = None):
-        self.coco = coco
-        self.images_dir = Path(images_dir)
-        self.input_size = (int(input_size[0]), int(input_size[1]))
-        self.keep_ratio = keep_ratio
-        self.categories = categories if categories is not None else sorted(coco.categories, key=lambda c: c["id"])
-        self.cat_to_label = {c["id"]: i for i, c in enumerate(self.categories)}
-        unknown = {a["category_id"] for a in coco.annotations} - set(self.cat_to_label)
-        if unknown:
-            raise InputError(f"{coco.path}: category ids {sorted(unknown)} are not among the model's classes "
-                             f"{[c['name'] for c in self.categories]}")
-        by_image = coco.annotations_by_image()
-        self.records = []
-        for im in coco.images:
-            anns = by_image[im["id"]]
-            boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
-                              for a in anns], dtype=np.float32).reshape(-1, 4)
-            labels = np.array([self.cat_to_label[a["category_id"]] for a in anns], dtype=np.int64)
-            difficult = np.array([bool(a.get("difficult", 0)) for a in anns], dtype=bool)
-            self.records.append((im, boxes, labels, difficult))
-        self._cache: list[torch.Tensor | None] = [None] * len(self.records)
-        if cache:
-            for i in range(len(self.records)):
-                self._cache[i] = self._load(i)
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def scale_for(self, im: dict) -> tuple[float, float]:
-        """(sx, sy): input pixels per original pixel."""
-        H, W = self.input_size
-        sx, sy = W / im["width"], H / im["height"]
-        if self.keep_ratio:
-            sx = sy = min(sx, sy)
-        return sx, sy
-
-    def _load(self, i: int) -> torch.Tensor:
-        im = self.records[i][0]
-        where = f"{self.coco.path}: image id {im['id']}"
-        pil = read_image(check_file_name(self.images_dir, im["file_name"], where), where)
-        if pil.size != (int(round(im["width"])), int(round(im["height"]))):
-            raise InputError(f"{where}: image file is {pil.size[0]}x{pil.size[1]} but the annotation says "
-                             f"{im['width']}x{im['height']}")
-        H, W = self.input_size
-        sx, sy = self.scale_for(im)
-        new_w, new_h = max(1, round(im["width"] * sx)), max(1, round(im["height"] * sy))
-        if (new_w, new_h) != pil.size:
-            pil = pil.resize((new_w, new_h), Image.BILINEAR)
-        arr = np.zeros((H, W, 3), dtype=np.uint8)
-        arr[:new_h, :new_w] = np.asarray(pil)[:H, :W]
-        return torch.from_numpy(arr).permute(2, 0, 1).contiguous()  # uint8, CHW
-
-    def __getitem__(self, i: int):
-        img = self._cache[i] if self._cache[i] is not None else self._load(i)
-        im, boxes, labels, difficult = self.records[i]
-        sx, sy = self.scale_for(im)
-        b = torch.from_numpy(boxes) * torch.tensor([sx, sy, sx, sy])
-        target = {"boxes": b, "labels": torch.from_numpy(labels), "difficult": torch.from_numpy(difficult),
-                  "image_id": im["id"], "scale": (sx, sy), "orig_size": (im["height"], im["width"])}
-        return img, target
-
-
-def collate(batch):
-    """Stack images (uint8 -> float in [0, 1]); keep per-image targets as a list."""
-    images = torch.stack([b[0] for b in batch]).float().div_(255.0)
-    return images, [b[1] for b in batch]
-
-
-def hflip_batch(images: torch.Tensor, targets: list[dict], generator: torch.Generator) -> None:
-    """Flip a random half of the batch in place, boxes with it (torchvision v2 functional ops)."""
-    canvas = tuple(images.shape[-2:])
-    flip = torch.rand(len(targets), generator=generator) < 0.5
-    for i in torch.nonzero(flip).flatten().tolist():
-        images[i] = TF.horizontal_flip(images[i])
-        boxes = tv_tensors.BoundingBoxes(targets[i]["boxes"], format="XYXY", canvas_size=canvas)
-        targets[i]["boxes"] = TF.horizontal_flip(boxes).as_subclass(torch.Tensor)

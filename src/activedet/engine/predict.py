@@ -5,7 +5,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from ..data.coco import DetectionDataset, collate
+from ..data.dataset import DetectionDataset, collate
 
 
 def iterate_batches(dataset: DetectionDataset, batch_size: int) -> Iterator[tuple[torch.Tensor, list[dict]]]:

@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from ..data.coco import DetectionDataset, collate, hflip_batch
+from ..data.dataset import DetectionDataset, augment_batch, collate
 from ..io import atomic_path
 from ..models import build_model
 from ..models.losses import detection_loss
@@ -155,8 +155,8 @@ def train_detector(params: dict, dataset: DetectionDataset, out_path: str | Path
     running = 0.0
     for it in range(start, total):
         images, targets = load_batch(dataset, next(batches), device)
-        if cfg["hflip"]:
-            hflip_batch(images, targets, torch.Generator().manual_seed(seed * 7919 + it))
+        if cfg["augment"]["enabled"]:
+            augment_batch(images, targets, torch.Generator().manual_seed(seed * 7919 + it), cfg["augment"])
         out = model(images, branches=("cls", "reg"))
         losses = detection_loss([out["cls"]], out["reg"], model.anchors(images), targets, det, model.box_coder)
         opt.zero_grad(set_to_none=True)
@@ -165,7 +165,7 @@ def train_detector(params: dict, dataset: DetectionDataset, out_path: str | Path
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
         opt.step()
         sched.step()
-        loss = float(losses["loss"])
+        loss = float(losses["loss"].detach())
         if not math.isfinite(loss):
             raise FloatingPointError(f"training diverged at iteration {it} (loss {loss}); lower train.lr")
         running = loss if it == start else 0.9 * running + 0.1 * loss
@@ -173,8 +173,8 @@ def train_detector(params: dict, dataset: DetectionDataset, out_path: str | Path
             progress.update(1)
             progress.set_postfix(loss=f"{running:.3f}")
         if (it + 1) % 50 == 0 or it + 1 == total:
-            history.append({"iteration": it + 1, "loss": loss, "loss_cls": float(losses["loss_cls"]),
-                            "loss_reg": float(losses["loss_reg"]), "lr": opt.param_groups[0]["lr"]})
+            history.append({"iteration": it + 1, "loss": loss, "loss_cls": float(losses["loss_cls"].detach()),
+                            "loss_reg": float(losses["loss_reg"].detach()), "lr": opt.param_groups[0]["lr"]})
             if not progress:
                 log(f"iter {it + 1}/{total} loss {running:.4f} lr {opt.param_groups[0]['lr']:.5f}")
         if state_path and cfg["checkpoint_every"] and (it + 1) % cfg["checkpoint_every"] == 0 and it + 1 < total:

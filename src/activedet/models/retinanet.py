@@ -94,8 +94,11 @@ class RetinaNet(nn.Module):
         H, W = images.shape[-2:]
         key = (H, W, images.device, images.dtype)
         if key not in self._anchor_cache:
+            was_training = self.training
+            self.eval()  # a train-mode forward would update BatchNorm statistics
             with torch.no_grad():
                 feats = self.backbone(images[:1])
+            self.train(was_training)
             grids = [torch.empty(1, 1, *f.shape[-2:], device=images.device, dtype=images.dtype) for f in feats]
             # torchvision's AnchorGenerator needs an ImageList; the anchors are identical for every image.
             self._anchor_cache[key] = self.anchor_generator(ImageList(images[:1], [(H, W)]), grids)[0]

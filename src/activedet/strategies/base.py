@@ -1,11 +1,15 @@
 """The strategy interface: score the pool with a trained detector, then pick a batch."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
-import torch
 
-from ..data.coco import DetectionDataset
+if TYPE_CHECKING:  # torch is imported only where a model runs, so selection steps start fast
+    import torch
+
+    from ..data.dataset import DetectionDataset
 
 
 class Strategy:
@@ -44,4 +48,6 @@ def frame(pool: DetectionDataset, labeled_ids: set[int], **columns) -> pd.DataFr
 
 def pooled_features(features: list[torch.Tensor], levels: list[int]) -> torch.Tensor:
     """Global-average-pooled FPN features of the chosen levels, concatenated: [B, sum C]."""
+    import torch
+
     return torch.cat([features[i].mean(dim=(2, 3)) for i in levels], dim=1)

@@ -1,12 +1,15 @@
 """Core-set (Sener & Savarese 2018): k-center greedy on pooled neck features."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
-import torch
 
-from ..engine.predict import run_model
 from .base import Strategy, frame, pooled_features
+
+if TYPE_CHECKING:
+    import torch
 
 
 def k_center_greedy(features: torch.Tensor, is_center: torch.Tensor, budget: int, chunk: int = 4096) -> list[int]:
@@ -15,6 +18,8 @@ def k_center_greedy(features: torch.Tensor, is_center: torch.Tensor, budget: int
     Distances are Euclidean, computed batched with ``torch.cdist``; with no
     initial centre the first pick is the point farthest from the feature mean.
     """
+    import torch
+
     x = features.float()
     n = x.shape[0]
     centers = torch.nonzero(is_center).flatten()
@@ -41,6 +46,10 @@ class CoresetStrategy(Strategy):
     name = "coreset"
 
     def score(self, model, pool, labeled_ids, device, batch_size) -> pd.DataFrame:
+        import torch
+
+        from ..engine.predict import run_model
+
         levels = self.options.get("feature_levels", [0, 1, 2])
         feats: list[torch.Tensor] = []
 
@@ -52,6 +61,8 @@ class CoresetStrategy(Strategy):
         return frame(pool, labeled_ids, score=np.nan, feature=[row for row in f.numpy()])
 
     def select(self, scores: pd.DataFrame, budget: int, rng: np.random.Generator) -> list[int]:
+        import torch
+
         x = torch.from_numpy(np.stack(scores["feature"].to_numpy()))
         chosen = k_center_greedy(x, torch.from_numpy(scores["labeled"].to_numpy(dtype=bool, copy=True)), budget)
         return [int(scores["image_id"].iloc[i]) for i in chosen]

@@ -1,12 +1,15 @@
 """Entropy of the detections' class distributions, aggregated per image."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
-import torch
 
-from ..engine.predict import run_model
 from .base import Strategy, frame
+
+if TYPE_CHECKING:
+    import torch
 
 
 def detection_entropy(class_probs: torch.Tensor) -> torch.Tensor:
@@ -15,6 +18,8 @@ def detection_entropy(class_probs: torch.Tensor) -> torch.Tensor:
     The classifiers are per-class sigmoids, so each anchor's C probabilities are
     renormalised to a distribution before taking the entropy.
     """
+    import torch
+
     p = class_probs / class_probs.sum(-1, keepdim=True).clamp(min=1e-12)
     return -(p * torch.log(p.clamp(min=1e-12))).sum(-1)
 
@@ -30,6 +35,8 @@ class EntropyStrategy(Strategy):
     name = "entropy"
 
     def score(self, model, pool, labeled_ids, device, batch_size) -> pd.DataFrame:
+        from ..engine.predict import run_model
+
         how, thr = self.options.get("aggregate", "mean"), self.options.get("score_threshold", 0.05)
         scores: list[float] = []
 

@@ -1,0 +1,137 @@
+"""Images of a COCO dataset as fixed-size tensors with their boxes, batched for the detector."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import functional as TF
+
+from ..io import InputError
+from .coco import CocoData, check_file_name
+
+
+def read_image(path: Path, where: str) -> Image.Image:
+    if not path.is_file():
+        raise InputError(f"{where}: image file {path} not found")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"{where}: image file {path} is unreadable or corrupt ({e})") from None
+
+
+class DetectionDataset(torch.utils.data.Dataset):
+    """Images of a COCO dataset resized to a fixed input size, with their boxes.
+
+    Every image becomes an (H, W) float tensor in [0, 1] so a batch is one
+    stacked tensor and the anchors are the same for every image: this is what
+    lets the loss run batched over images. Boxes are xyxy in input pixels and
+    labels are contiguous class indices 0..C-1 in category-id order.
+    """
+
+    def __init__(self, coco: CocoData, images_dir: str | Path, input_size: Sequence[int] = (64, 64),
+                 keep_ratio: bool = False, cache: bool = True, categories: list[dict] | None = None):
+        self.coco = coco
+        self.images_dir = Path(images_dir)
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.keep_ratio = keep_ratio
+        self.categories = categories if categories is not None else sorted(coco.categories, key=lambda c: c["id"])
+        self.cat_to_label = {c["id"]: i for i, c in enumerate(self.categories)}
+        unknown = {a["category_id"] for a in coco.annotations} - set(self.cat_to_label)
+        if unknown:
+            raise InputError(f"{coco.path}: category ids {sorted(unknown)} are not among the model's classes "
+                             f"{[c['name'] for c in self.categories]}")
+        by_image = coco.annotations_by_image()
+        self.records = []
+        for im in coco.images:
+            anns = by_image[im["id"]]
+            boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
+                              for a in anns], dtype=np.float32).reshape(-1, 4)
+            labels = np.array([self.cat_to_label[a["category_id"]] for a in anns], dtype=np.int64)
+            difficult = np.array([bool(a.get("difficult", 0)) for a in anns], dtype=bool)
+            self.records.append((im, boxes, labels, difficult))
+        self._cache: list[torch.Tensor | None] = [None] * len(self.records)
+        if cache:
+            for i in range(len(self.records)):
+                self._cache[i] = self._load(i)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def scale_for(self, im: dict) -> tuple[float, float]:
+        """(sx, sy): input pixels per original pixel."""
+        H, W = self.input_size
+        sx, sy = W / im["width"], H / im["height"]
+        if self.keep_ratio:
+            sx = sy = min(sx, sy)
+        return sx, sy
+
+    def _load(self, i: int) -> torch.Tensor:
+        im = self.records[i][0]
+        where = f"{self.coco.path}: image id {im['id']}"
+        pil = read_image(check_file_name(self.images_dir, im["file_name"], where), where)
+        if pil.size != (int(round(im["width"])), int(round(im["height"]))):
+            raise InputError(f"{where}: image file is {pil.size[0]}x{pil.size[1]} but the annotation says "
+                             f"{im['width']}x{im['height']}")
+        H, W = self.input_size
+        sx, sy = self.scale_for(im)
+        new_w, new_h = max(1, round(im["width"] * sx)), max(1, round(im["height"] * sy))
+        if (new_w, new_h) != pil.size:
+            pil = pil.resize((new_w, new_h), Image.BILINEAR)
+        arr = np.zeros((H, W, 3), dtype=np.uint8)
+        arr[:new_h, :new_w] = np.asarray(pil)[:H, :W]
+        return torch.from_numpy(arr).permute(2, 0, 1).contiguous()  # uint8, CHW
+
+    def __getitem__(self, i: int):
+        img = self._cache[i] if self._cache[i] is not None else self._load(i)
+        im, boxes, labels, difficult = self.records[i]
+        sx, sy = self.scale_for(im)
+        b = torch.from_numpy(boxes) * torch.tensor([sx, sy, sx, sy])
+        target = {"boxes": b, "labels": torch.from_numpy(labels), "difficult": torch.from_numpy(difficult),
+                  "image_id": im["id"], "scale": (sx, sy), "orig_size": (im["height"], im["width"])}
+        return img, target
+
+
+def collate(batch):
+    """Stack images (uint8 -> float in [0, 1]); keep per-image targets as a list."""
+    images = torch.stack([b[0] for b in batch]).float().div_(255.0)
+    return images, [b[1] for b in batch]
+
+
+def augment_batch(images: torch.Tensor, targets: list[dict], generator: torch.Generator, cfg: dict) -> None:
+    """Random geometric and photometric augmentation of a batch, in place, boxes with it.
+
+    Geometry uses torchvision v2's ``affine`` / ``horizontal_flip`` on the image and its
+    ``BoundingBoxes`` (boxes follow and are clamped to the canvas); a box keeping less
+    than half of its area inside the image is dropped with its label. Photometric:
+    inversion (dark-on-light vs light-on-dark) and a channel permutation (tint).
+    """
+    B = len(targets)
+    H, W = images.shape[-2:]
+    r = torch.rand(B, 6, generator=generator)
+    t, (s_lo, s_hi) = cfg["translate"], cfg["scale"]
+    for i in range(B):
+        boxes = tv_tensors.BoundingBoxes(targets[i]["boxes"], format="XYXY", canvas_size=(H, W))
+        img = images[i]
+        if cfg["hflip"] and r[i, 0] < 0.5:
+            img, boxes = TF.horizontal_flip(img), TF.horizontal_flip(boxes)
+        if t > 0 or s_lo != 1 or s_hi != 1:
+            dx, dy = float((2 * r[i, 1] - 1) * t * W), float((2 * r[i, 2] - 1) * t * H)
+            scale = float(s_lo + (s_hi - s_lo) * r[i, 3])
+            area0 = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) * scale * scale
+            img = TF.affine(img, angle=0.0, translate=[dx, dy], scale=scale, shear=[0.0, 0.0])
+            boxes = TF.affine(boxes, angle=0.0, translate=[dx, dy], scale=scale, shear=[0.0, 0.0])
+            area = (boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)
+            keep = area >= 0.5 * area0
+            boxes, targets[i]["labels"] = boxes[keep], targets[i]["labels"][keep]
+        if r[i, 4] < cfg["invert"]:
+            img = 1.0 - img
+        if cfg["channel_shuffle"]:
+            img = img[torch.randperm(3, generator=generator)]
+        images[i] = img
+        targets[i]["boxes"] = boxes.as_subclass(torch.Tensor)
