@@ -83,6 +83,35 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_train_miaod(args) -> int:
+    import numpy as np
+
+    from .data.coco import CocoData
+    from .data.splits import unlabeled_ids
+    from .engine.miaod import train_miaod
+
+    p = _params(args)
+    _threads(p, args)
+    labeled = _load(args.labeled, p)
+    pool = _load(args.pool, p)
+    if not labeled.annotations:
+        raise InputError(f"{args.labeled}: the labeled set has no boxes at all; nothing to train on")
+    unl = unlabeled_ids(pool, labeled)
+    n = min(len(unl), max(1, round(len(labeled.images) * p["strategies"]["miaod"]["unlabeled_ratio"])))
+    if n == 0:
+        raise InputError(f"{args.pool}: no unlabeled images left for MI-AOD's unlabeled training")
+    chosen = sorted(int(i) for i in np.random.default_rng([args.seed, len(labeled.images)]).choice(unl, n, replace=False))
+    # The unlabeled images enter training without their annotations.
+    unlabeled = CocoData(pool.path, pool.subset(chosen).images, [], pool.categories, pool.info)
+    ds_l = _dataset(p, labeled, args.images)
+    ds_u = _dataset(p, unlabeled, args.images, ds_l.categories)
+    summary = train_miaod(p, ds_l, ds_u, args.out, args.seed, state_path=args.state or f"{args.out}.resume")
+    if args.summary:
+        write_json(args.summary, summary)
+    print(json.dumps({k: v for k, v in summary.items() if k != "phases"}))
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     import torch
 
@@ -314,6 +343,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--state", default=None, help="resumable training state (default: <out>.resume)")
     sp.add_argument("--summary", default=None, help="write a JSON training summary here")
     sp.add_argument("--threads", type=int, default=0, help="torch threads (0: params num_threads or torch default)")
+
+    sp = add("train-miaod", cmd_train_miaod, "train an MI-AOD detector on labeled + unlabeled images (one cycle)")
+    params_arg(sp)
+    sp.add_argument("--images", required=True, help="images folder of the pool")
+    sp.add_argument("--labeled", required=True, help="labeled set (COCO JSON)")
+    sp.add_argument("--pool", required=True, help="COCO JSON of the pool (unlabeled images are drawn from it, without labels)")
+    sp.add_argument("--out", required=True, help="checkpoint path (model.pt)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--state", default=None, help="resumable training state (default: <out>.resume)")
+    sp.add_argument("--summary", default=None, help="write a JSON training summary here")
+    sp.add_argument("--threads", type=int, default=0)
 
     sp = add("evaluate", cmd_evaluate, "evaluate a checkpoint: VOC mAP@0.5 (11-point and area) and COCO AP")
     sp.add_argument("--model", required=True)

@@ -16,6 +16,8 @@ rule train_detector:
         f"{RUN}/logs/train.log",
     benchmark:
         f"{RUN}/benchmarks/train.tsv"
+    wildcard_constraints:
+        strategy=PLAIN_STRATEGIES,
     params:
         p=param_json("device", "num_threads", "dataset.input_size", "dataset.keep_ratio",
                      "dataset.on_box_outside", "dataset.cache_images", "detector", "train"),
@@ -26,6 +28,32 @@ rule train_detector:
     shell:
         "{ACTIVEDET} train --params {params.p} --images {params.images} --labeled {input.labeled}"
         " --out {output.model} --summary {output.summary} --seed {wildcards.seed} --threads {threads} > {log} 2>&1"
+
+
+rule train_miaod:
+    input:
+        labeled=labeled_before,
+        pool=POOL_JSON,
+    output:
+        model=f"{RUN}/model.pt",
+        summary=f"{RUN}/train.json",
+    log:
+        f"{RUN}/logs/train.log",
+    benchmark:
+        f"{RUN}/benchmarks/train.tsv"
+    wildcard_constraints:
+        strategy="miaod",
+    params:
+        p=param_json("device", "num_threads", "dataset.input_size", "dataset.keep_ratio",
+                     "dataset.on_box_outside", "dataset.cache_images", "detector", "train", "strategies.miaod"),
+        images=POOL_IMAGES,
+    threads: config["resources"]["train"]["threads"]
+    resources:
+        **res("train"),
+    shell:
+        "{ACTIVEDET} train-miaod --params {params.p} --images {params.images} --labeled {input.labeled}"
+        " --pool {input.pool} --out {output.model} --summary {output.summary} --seed {wildcards.seed}"
+        " --threads {threads} > {log} 2>&1"
 
 
 rule evaluate:

@@ -71,6 +71,10 @@ def param_json(*keys):
     return shlex.quote(json.dumps(out, sort_keys=True))
 
 
+# Strategies whose models come from the plain detector training (the others have their own rule).
+PLAIN_STRATEGIES = "|".join(sorted(s for s, c in STRATEGIES.items() if c.trainer == "detector"))
+
+
 def res(kind):
     r = config["resources"][kind]
     return {"mem_mb": r["mem_mb"], "runtime": r["runtime"], "gpu": r["gpu"]}

@@ -10,7 +10,6 @@ iterations. Min/max iterations add one unlabeled step each.
 """
 from __future__ import annotations
 
-import itertools
 import math
 import sys
 import time
@@ -19,14 +18,13 @@ from typing import Callable
 
 import torch
 
-from ..data.dataset import DetectionDataset
+from ..data.dataset import DetectionDataset, augment_batch
 from ..models.losses import build_targets, detection_loss
-from ..models.miaod import (
-    discrepancy, image_labels, image_scores, mil_instance_scores, mil_loss, miaod_branches, pseudo_image_labels)
-from ..models.retinanet import RetinaNet, build_detector
+from ..models import build_model
+from ..models.miaod import discrepancy, image_labels, image_scores, mil_instance_scores, mil_loss, pseudo_image_labels
+from ..models.retinanet import RetinaNet
 from .train import (Logger, batch_indices, load_batch, load_checkpoint, lr_factor, params_digest, resolve_device,
                     save_checkpoint, seed_everything, set_threads, total_iterations)
-from ..data.dataset import augment_batch
 
 PHASE_UNITS = {"label": 3, "min": 1, "max": 1}
 
@@ -45,10 +43,6 @@ def phase_iterations(phases: list[str], total: int) -> list[int]:
     units = [PHASE_UNITS[p] for p in phases]
     bounds = [round(total * sum(units[:i + 1]) / sum(units)) for i in range(len(units))]
     return [b - a for a, b in zip([0] + bounds[:-1], bounds)]
-
-
-def build_miaod_model(params: dict, num_classes: int) -> RetinaNet:
-    return build_detector(params["detector"], num_classes, miaod_branches(num_classes))
 
 
 def head_outputs(model: RetinaNet, images: torch.Tensor) -> dict:
@@ -95,17 +89,17 @@ def train_miaod(params: dict, labeled: DetectionDataset, unlabeled: DetectionDat
                 seed: int, state_path: str | Path | None = None, log: Callable[[str], None] | None = None) -> dict:
     """Train the MI-AOD detector of one cycle; write the checkpoint; return a summary."""
     log = log or Logger()
-    cfg, mcfg = params["train"], params["miaod"]
+    cfg, mcfg = params["train"], params["strategies"]["miaod"]
     device = resolve_device(params["device"])
     set_threads(params["num_threads"])
     seed_everything(seed)
-    model = build_miaod_model(params, len(labeled.categories)).to(device)
+    model = build_model(params, len(labeled.categories), "miaod").to(device)
     frozen = {id(p) for p in model.parameters() if not p.requires_grad}
     total = total_iterations(len(labeled), cfg)
     phases = schedule(mcfg)
     counts = phase_iterations(phases, total)
     lr_at = lr_factor(cfg, total)
-    digest = params_digest({"params": {k: params[k] for k in ("detector", "train", "miaod")}, "seed": seed,
+    digest = params_digest({"params": {k: params[k] for k in ("detector", "train", "strategies")}, "seed": seed,
                             "labeled": [r[0]["id"] for r in labeled.records],
                             "unlabeled": [r[0]["id"] for r in unlabeled.records]})
     start_phase, start_it, history = 0, 0, []
@@ -175,7 +169,3 @@ def train_miaod(params: dict, labeled: DetectionDataset, unlabeled: DetectionDat
     print(f"trained MI-AOD: {total} labeled iterations in {seconds:.1f}s", file=sys.stderr)
     return {"iterations": total, "seconds": seconds, "n_images": len(labeled), "n_unlabeled": len(unlabeled),
             "phases": list(zip(phases, counts)), "final_loss": history[-1]["loss"] if history else None}
-
-
-def _unused() -> None:  # keep flake-style linters quiet about itertools in older drafts
-    del itertools

@@ -204,6 +204,6 @@ def load_model(path: str | Path, device: torch.device | str = "cpu"):
 
         raise InputError(f"{path}: checkpoint not found")
     ckpt = load_checkpoint(path, map_location=device)
-    model = build_model(ckpt["params"], len(ckpt["categories"]))
+    model = build_model(ckpt["params"], len(ckpt["categories"]), ckpt.get("method", "detector"))
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), ckpt

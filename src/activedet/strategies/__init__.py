@@ -2,12 +2,14 @@
 from .base import Strategy
 from .coreset import CoresetStrategy
 from .entropy import EntropyStrategy
+from .miaod import MIAODStrategy
 from .random import RandomStrategy
 
 STRATEGIES: dict[str, type[Strategy]] = {
     "random": RandomStrategy,
     "entropy": EntropyStrategy,
     "coreset": CoresetStrategy,
+    "miaod": MIAODStrategy,
 }
 
 

@@ -23,6 +23,7 @@ class Strategy:
 
     name = "base"
     needs_model = True
+    trainer = "detector"  # the training rule its models come from: "detector" (plain) or a method's own
 
     def __init__(self, options: dict | None = None):
         self.options = options or {}

@@ -1,0 +1,224 @@
+"""MI-AOD: each loss against hand computation on tiny tensors, the min/max steps' trainable sets,
+pseudo labels, top-k image scores, and one cycle end to end."""
+import math
+
+import pytest
+import torch
+
+from activedet import params as P
+from activedet.engine.miaod import phase_iterations, schedule, set_trainable, unlabeled_loss
+from activedet.models import build_model
+from activedet.models.miaod import (
+    discrepancy, image_labels, image_scores, image_uncertainty, instance_uncertainty, level_index,
+    mil_instance_scores, mil_loss, pseudo_image_labels, segment_softmax)
+
+sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+
+# 2 images, 2 levels (2 anchors + 1 anchor), 3 classes
+LEVELS = [2, 1]
+F1 = torch.tensor([[[0.0, 1.0, -1.0], [2.0, 0.0, 0.0], [-1.0, -1.0, 3.0]],
+                   [[1.0, 1.0, 1.0], [0.0, -2.0, 0.5], [0.0, 0.0, 0.0]]])
+F2 = torch.tensor([[[1.0, 1.0, 0.0], [0.0, 0.0, 0.0], [-1.0, 1.0, 1.0]],
+                   [[-1.0, 1.0, 0.0], [0.0, 2.0, 0.5], [1.0, 0.0, -1.0]]])
+FMIL = torch.tensor([[[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 2.0]],
+                     [[0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [3.0, 0.0, 0.0]]])
+
+
+def softmax(v):
+    e = [math.exp(x) for x in v]
+    return [x / sum(e) for x in e]
+
+
+def test_level_index_and_segment_softmax():
+    assert level_index(LEVELS).tolist() == [0, 0, 1]
+    x = torch.tensor([[1.0, 2.0, 5.0], [0.0, 0.0, -3.0]])
+    out = segment_softmax(x, level_index(LEVELS), 2)
+    assert out[0].tolist() == pytest.approx(softmax([1, 2]) + [1.0])
+    assert out[1].tolist() == pytest.approx([0.5, 0.5, 1.0])
+
+
+def hand_mil(b):
+    """Eq. 5 as coded, by hand for image b: per level softmax over anchors of max_c σ((f1+f2)/2)."""
+    inst = [max(sig((F1[b, a, c] + F2[b, a, c]).item() / 2) for c in range(3)) for a in range(3)]
+    w = softmax(inst[:2]) + [1.0]
+    return [[w[a] * p for p in softmax(FMIL[b, a].tolist())] for a in range(3)]
+
+
+def test_mil_instance_and_image_scores_by_hand():
+    y = mil_instance_scores(F1, F2, FMIL, LEVELS)
+    for b in range(2):
+        expected = hand_mil(b)
+        assert y[b].tolist() == [pytest.approx(row) for row in expected]
+        # image score: per level sum over anchors, max over levels, clamped
+        lvl0 = [expected[0][c] + expected[1][c] for c in range(3)]
+        lvl1 = expected[2]
+        img = [min(max(max(lvl0[c], lvl1[c]), 1e-5), 1 - 1e-5) for c in range(3)]
+        assert image_scores(y, LEVELS)[b].tolist() == pytest.approx(img)
+
+
+def test_mil_weights_carry_no_gradient_into_the_instance_classifiers():
+    f1, f2, fm = F1.clone().requires_grad_(), F2.clone().requires_grad_(), FMIL.clone().requires_grad_()
+    image_scores(mil_instance_scores(f1, f2, fm, LEVELS), LEVELS).sum().backward()
+    assert f1.grad is None and f2.grad is None and fm.grad is not None
+
+
+def test_single_class_mil_uses_sigmoid_and_still_learns():
+    f = torch.zeros(1, 3, 1)
+    fm = torch.tensor([[[0.0], [2.0], [-1.0]]], requires_grad=True)
+    y = mil_instance_scores(f, f, fm, LEVELS)
+    # weights 0.5, 0.5 on level 0 and 1.0 on level 1, times σ(f_mil) (a softmax over one class would be 1)
+    assert y[0, :, 0].tolist() == pytest.approx([0.5 * sig(0), 0.5 * sig(2), sig(-1)])
+    loss = mil_loss(image_scores(y, LEVELS), torch.ones(1, 1))
+    loss.backward()
+    assert fm.grad.abs().sum() > 0
+
+
+def test_mil_loss_is_bce_and_masks_per_image():
+    s = torch.tensor([[0.9, 0.2], [0.3, 0.6]])
+    y = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    bce = lambda p, t: -(t * math.log(p) + (1 - t) * math.log(1 - p))  # noqa: E731
+    img0 = (bce(0.9, 1) + bce(0.2, 0)) / 2
+    img1 = (bce(0.3, 0) + bce(0.6, 0)) / 2
+    assert mil_loss(s, y).item() == pytest.approx((img0 + img1) / 2)
+    assert mil_loss(s, y, torch.tensor([True, False])).item() == pytest.approx(img0)
+    assert mil_loss(s, y, torch.tensor([False, False])).item() == 0.0
+
+
+def test_discrepancy_plain_weighted_and_max_form():
+    lam = 0.5
+    d = [[[abs(sig(F1[b, a, c].item()) - sig(F2[b, a, c].item())) for c in range(3)] for a in range(3)]
+         for b in range(2)]
+    plain = lam * sum(sum(row) / 3 for img in d for row in img)
+    assert discrepancy(F1, F2, 1.0, lam).item() == pytest.approx(plain)
+    w = mil_instance_scores(F1, F2, FMIL, LEVELS)
+    weighted = lam * sum(sum(d[b][a][c] * w[b, a, c].item() for c in range(3)) / 3
+                         for b in range(2) for a in range(3))
+    assert discrepancy(F1, F2, w, lam).item() == pytest.approx(weighted)
+    maxform = lam * sum(sum((1 - d[b][a][c]) * w[b, a, c].item() for c in range(3)) / 3
+                        for b in range(2) for a in range(3))
+    assert discrepancy(F1, F2, w, lam, maximize=True).item() == pytest.approx(maxform)
+    # same gradient as the negated loss
+    f1 = F1.clone().requires_grad_()
+    discrepancy(f1, F2, w, lam, maximize=True).backward()
+    g_max = f1.grad.clone()
+    f1.grad = None
+    (-discrepancy(f1, F2, w, lam)).backward()
+    assert torch.allclose(g_max, f1.grad)
+
+
+def test_pseudo_image_labels_eq10():
+    f1 = torch.tensor([[[3.0, -3.0], [-3.0, -3.0]], [[-3.0, -3.0], [-3.0, 0.2]]])
+    f2 = torch.tensor([[[1.0, -3.0], [-3.0, 0.0]], [[-3.0, -3.0], [-3.0, -0.1]]])
+    # image 0: class 0 max (σ3+σ1)/2 ≈ 0.84 -> 1; class 1 max (σ(-3)+σ0)/2 ≈ 0.27 -> 0
+    # image 1: class 1 max (σ0.2+σ-0.1)/2 ≈ 0.512 -> 1
+    assert pseudo_image_labels(f1, f2).tolist() == [[1.0, 0.0], [0.0, 1.0]]
+    assert image_labels([torch.tensor([2, 0, 2]), torch.tensor([], dtype=torch.long)], 3).tolist() == [
+        [1.0, 0.0, 1.0], [0.0, 0.0, 0.0]]
+
+
+def test_topk_image_uncertainty_on_constructed_discrepancies():
+    f1 = torch.zeros(2, 4, 2)
+    f2 = torch.zeros(2, 4, 2)
+    f1[0, :, 0] = torch.tensor([4.0, 2.0, 0.0, 1.0])  # image 0: discrepancies on class 0 only
+    f1[1, 0, :] = 10.0
+    u = instance_uncertainty(f1, f2, squared=True)
+    by_hand = [[((sig(x) - 0.5) ** 2) / 2 for x in (4.0, 2.0, 0.0, 1.0)], [((sig(10) - 0.5) ** 2)] + [0.0] * 3]
+    assert u.tolist() == [pytest.approx(r) for r in by_hand]
+    assert instance_uncertainty(f1, f2, squared=False)[0, 0].item() == pytest.approx((sig(4) - 0.5) / 2)
+    top2 = image_uncertainty(u, 2)
+    assert top2[0].item() == pytest.approx((by_hand[0][0] + by_hand[0][1]) / 2)
+    assert top2[1].item() == pytest.approx(by_hand[1][0] / 2)
+    assert image_uncertainty(u, None)[0].item() == pytest.approx(sum(by_hand[0]) / 4)
+    assert image_uncertainty(u, 1, "max").tolist() == pytest.approx([by_hand[0][0], by_hand[1][0]])
+
+
+def test_schedule_and_phase_iterations():
+    cfg = P.load(None)["strategies"]["miaod"]
+    assert schedule(cfg) == ["label", "min", "max", "label", "min", "max", "label"]
+    assert schedule({**cfg, "order": ["max", "min"]})[1:3] == ["max", "min"]
+    assert schedule({**cfg, "iul": False}) == ["label"] * 7
+    counts = phase_iterations(schedule(cfg), 130)
+    assert counts == [30, 10, 10, 30, 10, 10, 30] and sum(phase_iterations(schedule(cfg), 131)) == 131
+
+
+def _model():
+    torch.manual_seed(0)
+    p = P.load({"detector": {"channels": [8, 16, 16, 16], "fpn_channels": 16, "head_convs": 1,
+                             "head_channels": 16}})
+    return p, build_model(p, 3, "miaod")
+
+
+@pytest.mark.parametrize("phase", ["max", "min"])
+def test_only_the_right_parameters_change_in_min_and_max_steps(phase):
+    p, model = _model()
+    with torch.no_grad():  # confident instance classifiers, so the min step has pseudo labels to learn from
+        model.branches["cls"].out.bias.fill_(2.0)
+        model.branches["cls2"].out.bias.fill_(1.0)
+    model.train()
+    trainable = set_trainable(model, phase)
+    before = {n: t.detach().clone() for n, t in model.named_parameters()}
+    opt = torch.optim.SGD(trainable, lr=0.1)
+    out = model(torch.rand(2, 3, 64, 64), branches=("cls", "cls2", "reg", "mil"))
+    loss = unlabeled_loss(model, out, p["strategies"]["miaod"], maximize=phase == "max")
+    if phase == "min":  # the min step also trains the regressor through the labeled loss; touch it here
+        loss = loss + out["reg"].abs().mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    changed = {n for n, t in model.named_parameters() if not torch.equal(t, before[n])}
+    instance = {n for n in before if n.startswith(("branches.cls.", "branches.cls2."))}
+    if phase == "max":
+        assert changed and changed <= instance
+    else:
+        assert changed and not (changed & instance)
+        assert any(n.startswith("backbone.") for n in changed) and any(n.startswith("branches.mil.") for n in changed)
+
+
+def test_miaod_detector_has_four_independent_branches():
+    _, model = _model()
+    assert set(model.branches) == {"cls", "cls2", "reg", "mil"}
+    assert not torch.equal(model.branches["cls"].out.weight, model.branches["cls2"].out.weight)
+    b = -math.log(99)
+    for name in ("cls", "cls2", "mil"):
+        assert model.branches[name].out.bias.detach().tolist() == pytest.approx([b] * len(model.branches[name].out.bias))
+    assert model.branches["reg"].out.bias.abs().sum().item() == 0
+
+
+def test_one_miaod_cycle_end_to_end_through_the_cli(tmp_path):
+    import json
+
+    from activedet.cli import main
+
+    tiny = {"dataset": {"digit_scenes": {"n_pool": 40, "n_test": 12}},
+            "detector": {"channels": [8, 16, 16, 16], "fpn_channels": 16, "head_convs": 1, "head_channels": 16},
+            "train": {"epochs": 1, "min_iterations": 26, "batch_size": 4, "warmup_iterations": 2,
+                      "checkpoint_every": 0},
+            "device": "cpu", "num_threads": 1}
+    ps = json.dumps(tiny)
+    data, run = tmp_path / "ds", tmp_path / "run"
+    assert main(["make-dataset", "--params", ps, "--out", str(data)]) == 0
+    images, pool = str(data / "pool" / "images"), str(data / "pool.json")
+    assert main(["init-split", "--params", ps, "--pool", pool, "--size", "10", "--seed", "0",
+                 "--out", str(run / "labeled0.json")]) == 0
+    assert main(["train-miaod", "--params", ps, "--images", images, "--labeled", str(run / "labeled0.json"),
+                 "--pool", pool, "--out", str(run / "model.pt"), "--summary", str(run / "train.json")]) == 0
+    summary = json.loads((run / "train.json").read_text())
+    assert [p for p, _ in summary["phases"]] == ["label", "min", "max", "label", "min", "max", "label"]
+    assert sum(n for _, n in summary["phases"]) == 26 and summary["n_unlabeled"] == 10
+    ckpt = torch.load(run / "model.pt", weights_only=True)
+    assert ckpt["method"] == "miaod" and any(k.startswith("branches.mil.") for k in ckpt["model"])
+    assert main(["score", "--params", ps, "--strategy", "miaod", "--model", str(run / "model.pt"), "--images", images,
+                 "--pool", pool, "--labeled", str(run / "labeled0.json"), "--out", str(run / "scores.parquet")]) == 0
+    assert main(["select", "--params", ps, "--strategy", "miaod", "--scores", str(run / "scores.parquet"),
+                 "--budget", "8", "--seed", "0", "--cycle", "0", "--out", str(run / "selected.json")]) == 0
+    assert main(["merge", "--params", ps, "--labeled", str(run / "labeled0.json"), "--selected",
+                 str(run / "selected.json"), "--pool", pool, "--budget", "8", "--out", str(run / "labeled1.json")]) == 0
+    selected = [s["image_id"] for s in json.loads((run / "selected.json").read_text())["selected"]]
+    labeled0 = {im["id"] for im in json.loads((run / "labeled0.json").read_text())["images"]}
+    assert len(set(selected)) == 8 and not set(selected) & labeled0
+    import pandas as pd
+
+    scores = pd.read_parquet(run / "scores.parquet").set_index("image_id")
+    top = scores[~scores["labeled"]].sort_values("score", ascending=False).index[:8]
+    assert sorted(top) == sorted(selected)  # the top-8 uncertainty scores are chosen
+    assert len(json.loads((run / "labeled1.json").read_text())["images"]) == 18
