@@ -25,7 +25,8 @@ def test_load_none_fills_every_default():
     assert p["dataset"]["digit_scenes"]["noise_range"] == [0.0, 0.12]
     assert p["detector"]["anchor_sizes"] == [[10, 14], [20, 28], [40, 56]]
     assert p["train"]["max_iterations"] is None
-    assert p["active"]["strategies"] == ["random", "entropy", "coreset"]
+    assert p["active"]["strategies"] == ["random", "entropy", "coreset", "miaod"]
+    assert p["strategies"]["miaod"]["topk"] == 134 and p["variants"] == {}
     assert p["strategies"]["entropy"]["aggregate"] == "mean"
     assert p["strategies"]["random"] == {}
     assert p["resources"]["train"]["threads"] == 2
@@ -183,7 +184,7 @@ def test_inline_json_accepted():
     p = params.load(json.dumps({"active": {"budget": 7}, "train": {"lr": 0.5}}))
     assert p["active"]["budget"] == 7
     assert p["train"]["lr"] == 0.5
-    assert p["train"]["epochs"] == 24
+    assert p["train"]["epochs"] == 30
     p = params.load('  {"experiment": "x1"}')
     assert p["experiment"] == "x1"
 
@@ -247,4 +248,27 @@ def test_schema_objects_refuse_unknown_keys():
             yield from objects(sub, f"$defs.{name}")
 
     for where, node in objects(schema, "(top)"):
+        if where == "(top).variants":  # a map of names: each entry's schema refuses unknown keys
+            entry = node["additionalProperties"]
+            assert entry["additionalProperties"] is False and entry["required"] == ["strategy"]
+            continue
+        if where == "(top).variants.options":  # validated against the varied strategy's own schema
+            continue
         assert node.get("additionalProperties") is False, where
+
+
+def test_variants_are_checked_against_their_strategy():
+    ok = params.load({"variants": {"m2": {"strategy": "miaod", "options": {"lambda": 2.0}}},
+                      "active": {"strategies": ["random", "m2"]}})
+    assert ok["variants"]["m2"]["options"] == {"lambda": 2.0}
+    for bad, needle in ((({"m2": {"strategy": "miaod", "options": {"lambdaa": 2.0}}}), "variants.m2.options: unknown option(s) lambdaa"),
+                        (({"m2": {"strategy": "miaod", "options": {"lambda": "big"}}}), "variants.m2.options: lambda"),
+                        (({"m2": {"strategy": "nope"}}), "variants.m2.strategy: unknown strategy 'nope'"),
+                        (({"random": {"strategy": "entropy"}}), "variants.random"),
+                        (({"a.b": {"strategy": "entropy"}}), "a.b")):
+        with pytest.raises(InputError, match=None) as e:
+            params.load({"variants": bad})
+        assert needle in str(e.value)
+    with pytest.raises(InputError) as e:
+        params.load({"active": {"strategies": ["m3"]}})
+    assert "unknown strategy m3" in str(e.value)

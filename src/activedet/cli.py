@@ -90,14 +90,19 @@ def cmd_train_miaod(args) -> int:
     from .data.splits import unlabeled_ids
     from .engine.miaod import train_miaod
 
+    from .strategies import resolve
+
     p = _params(args)
     _threads(p, args)
+    base, options = resolve(args.strategy, p)
+    if base != "miaod":
+        raise InputError(f"train-miaod: --strategy {args.strategy} is not MI-AOD or one of its variants")
     labeled = _load(args.labeled, p)
     pool = _load(args.pool, p)
     if not labeled.annotations:
         raise InputError(f"{args.labeled}: the labeled set has no boxes at all; nothing to train on")
     unl = unlabeled_ids(pool, labeled)
-    n = min(len(unl), max(1, round(len(labeled.images) * p["strategies"]["miaod"]["unlabeled_ratio"])))
+    n = min(len(unl), max(1, round(len(labeled.images) * options["unlabeled_ratio"])))
     if n == 0:
         raise InputError(f"{args.pool}: no unlabeled images left for MI-AOD's unlabeled training")
     chosen = sorted(int(i) for i in np.random.default_rng([args.seed, len(labeled.images)]).choice(unl, n, replace=False))
@@ -105,7 +110,8 @@ def cmd_train_miaod(args) -> int:
     unlabeled = CocoData(pool.path, pool.subset(chosen).images, [], pool.categories, pool.info)
     ds_l = _dataset(p, labeled, args.images)
     ds_u = _dataset(p, unlabeled, args.images, ds_l.categories)
-    summary = train_miaod(p, ds_l, ds_u, args.out, args.seed, state_path=args.state or f"{args.out}.resume")
+    summary = train_miaod(p, ds_l, ds_u, args.out, args.seed, state_path=args.state or f"{args.out}.resume",
+                          options=options)
     if args.summary:
         write_json(args.summary, summary)
     print(json.dumps({k: v for k, v in summary.items() if k != "phases"}))
@@ -309,6 +315,17 @@ def cmd_merge_imported(args) -> int:
     return 0
 
 
+def cmd_paper_tables(args) -> int:
+    from .paper_tables import TABLES, write_tables
+
+    unknown = [t for t in args.tables if t not in TABLES]
+    if unknown:
+        raise InputError(f"unknown table(s) {', '.join(unknown)} (known: {', '.join(TABLES)})")
+    for path in write_tables(args.curves, args.out_dir, args.tables):
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m activedet", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -349,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--images", required=True, help="images folder of the pool")
     sp.add_argument("--labeled", required=True, help="labeled set (COCO JSON)")
     sp.add_argument("--pool", required=True, help="COCO JSON of the pool (unlabeled images are drawn from it, without labels)")
+    sp.add_argument("--strategy", default="miaod", help="miaod or a variant of it (params: variants)")
     sp.add_argument("--out", required=True, help="checkpoint path (model.pt)")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--state", default=None, help="resumable training state (default: <out>.resume)")
@@ -393,6 +411,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--pool", required=True, help="COCO JSON with the pool's ground truth (the oracle)")
     sp.add_argument("--budget", type=int, required=True)
     sp.add_argument("--out", required=True)
+
+    sp = add("paper-tables", cmd_paper_tables, "our versions of the papers' tables beside the published numbers")
+    sp.add_argument("--curves", required=True, help="curves.csv of an experiment that ran the tables' variants")
+    sp.add_argument("--out-dir", required=True)
+    sp.add_argument("--tables", nargs="+", required=True, help="e.g. miaod_table1 miaod_table3 miaod_table4")
 
     sp = add("report", cmd_report, "learning curves, summary table, time table and figure of an experiment")
     params_arg(sp)

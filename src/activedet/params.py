@@ -80,12 +80,28 @@ def _check_consistency(p: dict, source: str) -> None:
     ds = p["dataset"]["digit_scenes"]
     if ds["min_size"] > ds["max_size"]:
         raise InputError(f"{source}: dataset.digit_scenes.min_size ({ds['min_size']}) exceeds max_size ({ds['max_size']})")
-    from .strategies import STRATEGIES  # local import: strategies import models
+    from .strategies import STRATEGIES
 
-    unknown = [s for s in p["active"]["strategies"] if s not in STRATEGIES]
+    for name, v in p["variants"].items():
+        if name in STRATEGIES:
+            raise InputError(f"{source}: variants.{name}: the name of a registered strategy cannot name a variant")
+        if v["strategy"] not in STRATEGIES:
+            raise InputError(f"{source}: variants.{name}.strategy: unknown strategy {v['strategy']!r} "
+                             f"(known: {', '.join(sorted(STRATEGIES))})")
+        sub = load_schema()["properties"]["strategies"]["properties"][v["strategy"]]
+        merged = {**p["strategies"][v["strategy"]], **v["options"]}
+        errors = sorted(_Validator(sub).iter_errors(merged), key=lambda e: list(e.absolute_path))
+        if errors:
+            e = errors[0]
+            key = ".".join(str(x) for x in e.absolute_path)
+            detail = (f"unknown option(s) {', '.join(sorted(set(merged) - set(sub['properties'])))}"
+                      if e.validator == "additionalProperties" else f"{key}: {e.message}")
+            raise InputError(f"{source}: variants.{name}.options: {detail}")
+    known = set(STRATEGIES) | set(p["variants"])
+    unknown = [s for s in p["active"]["strategies"] if s not in known]
     if unknown:
         raise InputError(f"{source}: active.strategies: unknown strategy {', '.join(unknown)} "
-                         f"(known: {', '.join(sorted(STRATEGIES))})")
+                         f"(known: {', '.join(sorted(known))})")
 
 
 def load(source: str | Path | dict | None) -> dict:

@@ -42,18 +42,19 @@ rule train_miaod:
     benchmark:
         f"{RUN}/benchmarks/train.tsv"
     wildcard_constraints:
-        strategy="miaod",
+        strategy=MIAOD_STRATEGIES,
     params:
-        p=param_json("device", "num_threads", "dataset.input_size", "dataset.keep_ratio",
-                     "dataset.on_box_outside", "dataset.cache_images", "detector", "train", "strategies.miaod"),
+        p=lambda w: param_json("device", "num_threads", "dataset.input_size", "dataset.keep_ratio",
+                               "dataset.on_box_outside", "dataset.cache_images", "detector", "train",
+                               *strategy_keys(w.strategy)),
         images=POOL_IMAGES,
     threads: config["resources"]["train"]["threads"]
     resources:
         **res("train"),
     shell:
         "{ACTIVEDET} train-miaod --params {params.p} --images {params.images} --labeled {input.labeled}"
-        " --pool {input.pool} --out {output.model} --summary {output.summary} --seed {wildcards.seed}"
-        " --threads {threads} > {log} 2>&1"
+        " --pool {input.pool} --strategy {wildcards.strategy} --out {output.model} --summary {output.summary}"
+        " --seed {wildcards.seed} --threads {threads} > {log} 2>&1"
 
 
 rule evaluate:
@@ -89,7 +90,7 @@ rule score_uncertainty:
         f"{RUN}/benchmarks/score.tsv"
     params:
         p=lambda w: param_json("device", "num_threads", "dataset.input_size", "dataset.keep_ratio",
-                               "dataset.on_box_outside", "dataset.cache_images", f"strategies.{w.strategy}"),
+                               "dataset.on_box_outside", "dataset.cache_images", *strategy_keys(w.strategy)),
         images=POOL_IMAGES,
         model=lambda w, input: f"--model {input.model}" if "model" in input.keys() else "",
     threads: config["resources"]["score"]["threads"]
@@ -111,7 +112,7 @@ rule select_batch:
     benchmark:
         f"{RUN}/benchmarks/select.tsv"
     params:
-        p=lambda w: param_json(f"strategies.{w.strategy}"),
+        p=lambda w: param_json(*strategy_keys(w.strategy)),
         budget=ACTIVE["budget"],
     resources:
         **res("light"),

@@ -8,7 +8,8 @@ from snakemake.utils import validate
 
 from activedet import params as activedet_params
 from activedet.io import InputError
-from activedet.strategies import STRATEGIES
+from activedet.paper_tables import TABLES, strategies_needed
+from activedet.strategies import STRATEGIES, resolve
 
 # Validate before any job runs: activedet's validator names the bad key plainly and checks
 # cross-field rules (known strategies, thresholds); Snakemake's fills the same defaults.
@@ -49,8 +50,22 @@ if n_pool_hint is not None:
                  f"exceeds the pool ({n_pool_hint} images)")
 
 
+# Strategy names: the registered strategies and the named variants of params.yaml.
+STRATEGY_NAMES = sorted(STRATEGIES) + sorted(config["variants"])
+
+
+def base_of(name):
+    return resolve(name, config)[0]
+
+
+def strategy_keys(name):
+    """The params a strategy (or variant) reads, for param_json."""
+    keys = [f"strategies.{base_of(name)}"]
+    return keys + [f"variants.{name}"] if name in config["variants"] else keys
+
+
 wildcard_constraints:
-    strategy="|".join(sorted(STRATEGIES)),
+    strategy="|".join(STRATEGY_NAMES),
     seed=r"\d+",
     cycle=r"\d+",
 
@@ -71,8 +86,9 @@ def param_json(*keys):
     return shlex.quote(json.dumps(out, sort_keys=True))
 
 
-# Strategies whose models come from the plain detector training (the others have their own rule).
-PLAIN_STRATEGIES = "|".join(sorted(s for s, c in STRATEGIES.items() if c.trainer == "detector"))
+# Strategies whose models come from the plain detector training, and MI-AOD's (its own rule).
+PLAIN_STRATEGIES = "|".join(n for n in STRATEGY_NAMES if STRATEGIES[base_of(n)].trainer == "detector")
+MIAOD_STRATEGIES = "|".join(n for n in STRATEGY_NAMES if base_of(n) == "miaod")
 
 
 def res(kind):
@@ -90,7 +106,7 @@ def labeled_before(w):
 
 def score_inputs(w):
     inputs = {"labeled": labeled_before(w), "pool": POOL_JSON}
-    if STRATEGIES[w.strategy].needs_model:
+    if STRATEGIES[base_of(w.strategy)].needs_model:
         inputs["model"] = f"{EXP}/runs/{w.strategy}/seed{w.seed}/cycle{w.cycle}/model.pt"
     return inputs
 
@@ -120,6 +136,11 @@ def run_files(name):
                   strategy=ACTIVE["strategies"], seed=ACTIVE["seeds"], cycle=range(ACTIVE["cycles"]))
 
 
+# Paper tables whose strategies and variants this experiment runs.
+PAPER_TABLES = [t for t in TABLES if set(strategies_needed(t)) <= set(ACTIVE["strategies"])]
+
+
 def report_outputs():
+    tables = expand(f"{EXP}/tables/{{table}}.{{ext}}", table=PAPER_TABLES, ext=["csv", "md"])
     return [f"{EXP}/curves.csv", f"{EXP}/summary.csv", f"{EXP}/time_per_step.csv",
-            f"{EXP}/figures/learning_curves.png", f"{EXP}/metrics.json"]
+            f"{EXP}/figures/learning_curves.png", f"{EXP}/metrics.json"] + tables

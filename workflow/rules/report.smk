@@ -21,3 +21,19 @@ rule report:
     shell:
         "{ACTIVEDET} report --params {params.p} --experiment-dir {params.exp} --pool {input.pool}"
         " --metrics {output.metrics} > {log} 2>&1"
+
+
+rule paper_tables:
+    input:
+        curves=f"{EXP}/curves.csv",
+    output:
+        tables=expand(f"{EXP}/tables/{{table}}.{{ext}}", table=PAPER_TABLES, ext=["csv", "md"]),
+    log:
+        f"{EXP}/logs/paper_tables.log",
+    params:
+        tables=" ".join(PAPER_TABLES),
+        out=f"{EXP}/tables",
+    resources:
+        **res("light"),
+    shell:
+        "{ACTIVEDET} paper-tables --curves {input.curves} --out-dir {params.out} --tables {params.tables} > {log} 2>&1"

@@ -66,10 +66,12 @@ def unlabeled_loss(model, out, cfg: dict, maximize: bool) -> torch.Tensor:
     """Eq. 3/7 discrepancy (re-weighted per ``cfg['weight']``) and, in the min step, the pseudo-label MIL loss."""
     f1, f2 = out["cls"], out["cls2"]
     y_cls = mil_instance_scores(f1, f2, out["mil"], out["level_sizes"])
-    reweight = cfg["iur"] and cfg["iur_set"] == "all"
-    weight = {"one": 1.0, "f1": torch.sigmoid(f1), "mil": y_cls}[cfg["weight"]] if reweight else 1.0
+    # IUR: w in Eq. 7 re-weights the discrepancy; iur_set says where the MIL loss (Eq. 6) applies.
+    weight = {"one": 1.0, "f1": torch.sigmoid(f1), "mil": y_cls}[cfg["weight"]] if cfg["iur"] else 1.0
+    # Eq. 7 sums over images; dividing by the batch keeps λ's meaning independent of the batch size
+    # (the released code trains with 2 images per GPU, the default here 16).
     loss = discrepancy(f1, f2, weight, cfg["lambda"], maximize=maximize) / f1.shape[0]
-    if not maximize and reweight:
+    if not maximize and cfg["iur"] and cfg["iur_set"] == "all":
         pseudo = pseudo_image_labels(f1, f2, cfg["pseudo_threshold"])
         has_label = pseudo.sum(dim=1) > 0  # per-image mask (the released code zeroed the whole batch)
         loss = loss + mil_loss(image_scores(y_cls, out["level_sizes"]), pseudo, has_label)
@@ -86,10 +88,14 @@ def set_trainable(model: RetinaNet, phase: str) -> list[torch.nn.Parameter]:
 
 
 def train_miaod(params: dict, labeled: DetectionDataset, unlabeled: DetectionDataset, out_path: str | Path,
-                seed: int, state_path: str | Path | None = None, log: Callable[[str], None] | None = None) -> dict:
-    """Train the MI-AOD detector of one cycle; write the checkpoint; return a summary."""
+                seed: int, state_path: str | Path | None = None, log: Callable[[str], None] | None = None,
+                options: dict | None = None) -> dict:
+    """Train the MI-AOD detector of one cycle; write the checkpoint; return a summary.
+
+    ``options`` are the MI-AOD options (default ``strategies.miaod``; a variant passes its own).
+    """
     log = log or Logger()
-    cfg, mcfg = params["train"], params["strategies"]["miaod"]
+    cfg, mcfg = params["train"], options or params["strategies"]["miaod"]
     device = resolve_device(params["device"])
     set_threads(params["num_threads"])
     seed_everything(seed)
@@ -99,7 +105,7 @@ def train_miaod(params: dict, labeled: DetectionDataset, unlabeled: DetectionDat
     phases = schedule(mcfg)
     counts = phase_iterations(phases, total)
     lr_at = lr_factor(cfg, total)
-    digest = params_digest({"params": {k: params[k] for k in ("detector", "train", "strategies")}, "seed": seed,
+    digest = params_digest({"params": {"detector": params["detector"], "train": cfg, "miaod": mcfg}, "seed": seed,
                             "labeled": [r[0]["id"] for r in labeled.records],
                             "unlabeled": [r[0]["id"] for r in unlabeled.records]})
     start_phase, start_it, history = 0, 0, []

@@ -13,12 +13,23 @@ STRATEGIES: dict[str, type[Strategy]] = {
 }
 
 
-def build_strategy(name: str, params: dict) -> Strategy:
+def resolve(name: str, params: dict) -> tuple[str, dict]:
+    """(registered strategy, its options) for a strategy or a variant name of ``params['variants']``."""
+    variant = params.get("variants", {}).get(name)
+    if variant is not None:
+        base = variant["strategy"]
+        return base, {**params["strategies"].get(base, {}), **variant.get("options", {})}
     if name not in STRATEGIES:
         from ..io import InputError
 
-        raise InputError(f"unknown strategy {name!r} (known: {', '.join(sorted(STRATEGIES))})")
-    return STRATEGIES[name](params["strategies"].get(name, {}))
+        known = sorted(STRATEGIES) + sorted(params.get("variants", {}))
+        raise InputError(f"unknown strategy {name!r} (known: {', '.join(known)})")
+    return name, params["strategies"].get(name, {})
 
 
-__all__ = ["STRATEGIES", "Strategy", "build_strategy"]
+def build_strategy(name: str, params: dict) -> Strategy:
+    base, options = resolve(name, params)
+    return STRATEGIES[base](options)
+
+
+__all__ = ["STRATEGIES", "Strategy", "build_strategy", "resolve"]
