@@ -16,6 +16,16 @@ include: "workflow/rules/active_learning.smk"
 include: "workflow/rules/report.smk"
 
 
+# Seconds of work each: on a cluster they run on the submit host instead of as SLURM jobs.
+localrules:
+    all,
+    init_split,
+    select_batch,
+    merge_labels,
+    report,
+    paper_tables,
+
+
 rule all:
     input:
         report_outputs(),

@@ -222,3 +222,25 @@ def test_one_miaod_cycle_end_to_end_through_the_cli(tmp_path):
     top = scores[~scores["labeled"]].sort_values("score", ascending=False).index[:8]
     assert sorted(top) == sorted(selected)  # the top-8 uncertainty scores are chosen
     assert len(json.loads((run / "labeled1.json").read_text())["images"]) == 18
+
+
+def test_resnet50_fpn_miaod_forward_and_losses_on_one_small_image():
+    p = P.load({"detector": {"arch": "resnet50_fpn", "fpn_channels": 64, "head_convs": 1, "head_channels": 32,
+                             "anchor_sizes": [[32], [64], [128], [256], [512]], "aspect_ratios": [0.5, 1.0, 2.0]}})
+    torch.manual_seed(0)
+    model = build_model(p, 3, "miaod").train()
+    images = torch.rand(1, 3, 128, 128)
+    out = model(images, branches=("cls", "cls2", "reg", "mil"))
+    assert len(out["level_sizes"]) == 5  # P3-P7
+    A = sum(out["level_sizes"])
+    assert out["mil"].shape == (1, A, 3) and model.anchors(images).shape == (A, 4)
+    from activedet.engine.miaod import labeled_loss
+
+    targets = [{"boxes": torch.tensor([[10.0, 20.0, 70.0, 90.0]]), "labels": torch.tensor([1])}]
+    loss = labeled_loss(model, out, images, targets, p, use_mil=True) + unlabeled_loss(
+        model, out, p["strategies"]["miaod"], maximize=False)
+    loss.backward()
+    assert torch.isfinite(loss)
+    # the paper's backbone freezes the stem and layer1 (and BatchNorm)
+    assert not any(q.requires_grad for n, q in model.backbone.named_parameters() if ".layer1." in n or "conv1" in n
+                   and "layer" not in n)

@@ -160,6 +160,8 @@ def cmd_score(args) -> int:
     model, ckpt = (None, None)
     categories = None
     if strategy.needs_model:
+        if not args.model:
+            raise InputError(f"--strategy {args.strategy} scores with a trained detector: give --model model.pt")
         model, ckpt = load_model(args.model, device)
         categories = ckpt["categories"]
     ds = _dataset(p, pool, args.images, categories) if strategy.needs_model else _PoolIds(pool)
@@ -192,10 +194,19 @@ def cmd_select(args) -> int:
     scores_path = Path(args.scores)
     if not scores_path.is_file():
         raise InputError(f"{scores_path}: scores file not found")
-    scores = pd.read_parquet(scores_path)
+    try:
+        scores = pd.read_parquet(scores_path)
+    except Exception as e:  # pyarrow raises several types for a corrupt or foreign file
+        raise InputError(f"{scores_path}: not a readable scores table (parquet): {str(e).splitlines()[0]}") from None
+    missing = [c for c in ("image_id", "score", "labeled") if c not in scores.columns]
+    if missing:
+        raise InputError(f"{scores_path}: scores table lacks the columns {missing} (the score step writes them)")
     n_unl = int((~scores["labeled"]).sum())
+    if args.budget < 1:
+        raise InputError(f"--budget must be at least 1, got {args.budget}")
     if args.budget > n_unl:
-        raise InputError(f"active.budget ({args.budget}) is larger than the unlabeled pool ({n_unl} images)")
+        raise InputError(f"{scores_path}: active.budget ({args.budget}) is larger than the unlabeled pool "
+                         f"({n_unl} images left); lower active.budget or active.cycles")
     strategy = build_strategy(args.strategy, p)
     rng = np.random.default_rng([args.seed, args.cycle])
     t0 = time.perf_counter()

@@ -23,7 +23,7 @@ from ..models.losses import build_targets, detection_loss
 from ..models import build_model
 from ..models.miaod import discrepancy, image_labels, image_scores, mil_instance_scores, mil_loss, pseudo_image_labels
 from ..models.retinanet import RetinaNet
-from .train import (Logger, batch_indices, load_batch, load_checkpoint, lr_factor, params_digest, resolve_device,
+from .train import (Logger, batch_indices, load_batch, lr_factor, params_digest, read_resume_state, resolve_device,
                     save_checkpoint, seed_everything, set_threads, total_iterations)
 
 PHASE_UNITS = {"label": 3, "min": 1, "max": 1}
@@ -110,7 +110,7 @@ def train_miaod(params: dict, labeled: DetectionDataset, unlabeled: DetectionDat
                             "unlabeled": [r[0]["id"] for r in unlabeled.records]})
     start_phase, start_it, history = 0, 0, []
     if state_path and Path(state_path).is_file():
-        state = load_checkpoint(state_path, map_location=device)
+        state = read_resume_state(state_path, device, log)
         if state.get("digest") == digest:
             model.load_state_dict(state["model"])
             start_phase, start_it, history = state["phase"], state["iteration"], state["history"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Callable, Iterator
 import torch
 
 from ..data.dataset import DetectionDataset, augment_batch, collate
-from ..io import atomic_path
+from ..io import InputError, atomic_path
 from ..models import build_model
 from ..models.losses import detection_loss
 
@@ -105,8 +106,34 @@ def save_checkpoint(path: str | Path, ckpt: dict) -> None:
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    # weights_only: a checkpoint is data, never code.
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """A checkpoint or resume state as a dict; InputError naming the file when it is missing, corrupt or unsafe."""
+    if not Path(path).is_file():
+        raise InputError(f"{path}: checkpoint not found")
+    try:
+        # weights_only: a checkpoint is data, never code (pickled classes or functions are refused).
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        detail = " ".join(line for line in str(e).splitlines() if "GLOBAL" in line or "Unsupported" in line)
+        if "GLOBAL" in detail:
+            raise InputError(f"{path}: refused: the file holds code or objects that are not tensors and plain data "
+                             f"(torch.load(weights_only=True): {detail.strip()})") from None
+        raise InputError(f"{path}: not a readable checkpoint (corrupt or another format): {detail.strip() or str(e).splitlines()[0]}") from None
+    except (RuntimeError, EOFError, ValueError, OSError) as e:
+        raise InputError(f"{path}: not a readable checkpoint (corrupt or truncated): {str(e).splitlines()[0]}") from None
+    if not isinstance(ckpt, dict):
+        raise InputError(f"{path}: not an activedet checkpoint (expected a dict, got {type(ckpt).__name__})")
+    return ckpt
+
+
+def read_resume_state(state_path: str | Path, map_location, log: Callable[[str], None]) -> dict:
+    """The resume state at ``state_path``, or {} when there is none or it cannot be read (training restarts)."""
+    if not state_path or not Path(state_path).is_file():
+        return {}
+    try:
+        return load_checkpoint(state_path, map_location=map_location)
+    except InputError as e:
+        log(f"ignoring the resume state: {e}; training starts from the beginning")
+        return {}
 
 
 class Logger:
@@ -137,7 +164,7 @@ def train_detector(params: dict, dataset: DetectionDataset, out_path: str | Path
                             "images": [r[0]["id"] for r in dataset.records]})
     start, history = 0, []
     if state_path and Path(state_path).is_file():
-        state = load_checkpoint(state_path, map_location=device)
+        state = read_resume_state(state_path, device, log)
         if state.get("digest") == digest:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
@@ -199,11 +226,11 @@ def train_detector(params: dict, dataset: DetectionDataset, out_path: str | Path
 def load_model(path: str | Path, device: torch.device | str = "cpu"):
     """Rebuild a trained detector from its checkpoint: (model in eval mode, checkpoint dict)."""
     path = Path(path)
-    if not path.is_file():
-        from ..io import InputError
-
-        raise InputError(f"{path}: checkpoint not found")
     ckpt = load_checkpoint(path, map_location=device)
+    missing = [k for k in ("model", "params", "categories") if k not in ckpt]
+    if missing:
+        raise InputError(f"{path}: not an activedet checkpoint (missing {', '.join(missing)}); "
+                         f"give the model.pt that train writes, not its .resume state")
     model = build_model(ckpt["params"], len(ckpt["categories"]), ckpt.get("method", "detector"))
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), ckpt

@@ -45,7 +45,7 @@ class ResNet50FPN(nn.Module):
     def __init__(self, out_channels: int = 256, weights_path: str | None = None):
         super().__init__()
         from torchvision.models import resnet50
-        from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+        from torchvision.models.detection.backbone_utils import BackboneWithFPN
         from torchvision.ops.misc import FrozenBatchNorm2d
 
         body = resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
@@ -59,9 +59,13 @@ class ResNet50FPN(nn.Module):
             missing, unexpected = body.load_state_dict(state, strict=False)
             if len(missing) > 10:
                 raise ValueError(f"{path}: not a ResNet-50 state dict ({len(missing)} missing keys)")
-        # torchvision's extractor: layers 2-4 trainable, C5-based P6/P7 as in the released MI-AOD code.
-        self.body = _resnet_fpn_extractor(body, trainable_layers=3, returned_layers=[2, 3, 4],
-                                          extra_blocks=LastLevelP6P7(2048, out_channels))
+        # As torchvision's _resnet_fpn_extractor (whose FPN width is fixed at 256): stem and layer1 frozen,
+        # C3-C5 into the FPN, P6/P7 from C5 as in the released MI-AOD code.
+        for name, p in body.named_parameters():
+            if not name.startswith(("layer2", "layer3", "layer4")):
+                p.requires_grad_(False)
+        self.body = BackboneWithFPN(body, {"layer2": "0", "layer3": "1", "layer4": "2"}, [512, 1024, 2048],
+                                    out_channels, extra_blocks=LastLevelP6P7(2048, out_channels))
         self.out_channels = out_channels
         self.strides = (8, 16, 32, 64, 128)
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
