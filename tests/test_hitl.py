@@ -51,11 +51,16 @@ class World:
                      "--out", str(self.labeled)]) == 0
         assert main(["train", "--params", p, "--images", str(self.images), "--labeled", str(self.labeled),
                      "--out", str(self.model)]) == 0
+        # MI-AOD selects with its own detector (two instance classifiers)
+        self.miaod_model = root / "miaod.pt"
+        assert main(["train-miaod", "--params", p, "--images", str(self.images), "--labeled", str(self.labeled),
+                     "--pool", str(self.pool_json), "--out", str(self.miaod_model)]) == 0
         self.pool = load_coco(self.pool_json)
 
     def select(self, out: Path, labeled: Path, strategy: str = "random", budget: int = BUDGET) -> list[SelectedImage]:
+        model = self.miaod_model if STRATEGIES[strategy].trainer == "miaod" else self.model
         assert main(["select-images", "--images", str(self.images), "--labeled", str(labeled), "--model",
-                     str(self.model), "--strategy", strategy, "--budget", str(budget), "--out", str(out),
+                     str(model), "--strategy", strategy, "--budget", str(budget), "--out", str(out),
                      "--device", "cpu", "--batch-size", "16"]) == 0
         return read_selected_csv(out / "selected.csv")
 

@@ -244,3 +244,15 @@ def test_resnet50_fpn_miaod_forward_and_losses_on_one_small_image():
     # the paper's backbone freezes the stem and layer1 (and BatchNorm)
     assert not any(q.requires_grad for n, q in model.backbone.named_parameters() if ".layer1." in n or "conv1" in n
                    and "layer" not in n)
+
+
+def test_scoring_with_a_model_of_the_wrong_trainer_is_refused(tmp_path):
+    from activedet.io import InputError
+    from activedet.strategies import build_strategy
+
+    p = P.load(None)
+    with pytest.raises(InputError, match="model.pt: a model trained by 'detector', but strategy miaod"):
+        build_strategy("miaod", p).check_model({"method": "detector"}, "model.pt")
+    with pytest.raises(InputError, match="trained by 'miaod', but strategy entropy"):
+        build_strategy("entropy", p).check_model({"method": "miaod"}, "model.pt")
+    build_strategy("entropy", p).check_model({}, "model.pt")  # older checkpoints: plain detector

@@ -163,6 +163,7 @@ def cmd_score(args) -> int:
         if not args.model:
             raise InputError(f"--strategy {args.strategy} scores with a trained detector: give --model model.pt")
         model, ckpt = load_model(args.model, device)
+        strategy.check_model(ckpt, args.model)
         categories = ckpt["categories"]
     ds = _dataset(p, pool, args.images, categories) if strategy.needs_model else _PoolIds(pool)
     t1 = time.perf_counter()
@@ -233,7 +234,7 @@ def cmd_merge(args) -> int:
         ids = [int(s["image_id"]) for s in sel["selected"]]
     except (KeyError, TypeError, ValueError):
         raise InputError(f"{args.selected}: expected {{'selected': [{{'image_id': ...}}, ...]}}") from None
-    merged = merge_labels(labeled, ids, pool, args.budget)
+    merged = merge_labels(labeled, ids, pool, args.budget, source=args.selected)
     write_json(args.out, merged.to_dict())
     print(f"{args.out}: {len(merged.images)} labeled images (+{len(ids)})")
     return 0
@@ -320,7 +321,7 @@ def cmd_merge_imported(args) -> int:
         ids = [int(s["image_id"]) for s in sel["selected"]]
     except (KeyError, TypeError, ValueError):
         raise InputError(f"{args.selected}: expected {{'selected': [{{'image_id': ...}}, ...]}}") from None
-    merged = merge_imported(labeled, ids, pool, imported, args.budget)
+    merged = merge_imported(labeled, ids, pool, imported, args.budget, source=args.selected)
     write_json(args.out, merged.to_dict())
     print(f"{args.out}: {len(merged.images)} labeled images (+{len(ids)} with imported labels)")
     return 0

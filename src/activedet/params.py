@@ -122,6 +122,9 @@ def load(source: str | Path | dict | None) -> dict:
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f)  # safe_load: nothing in a params file is evaluated as code
+    except yaml.constructor.ConstructorError as e:
+        raise InputError(f"{path}: refused YAML tag: {e} (parameters are plain data; tags that build Python "
+                         f"objects are never evaluated)") from None
     except yaml.YAMLError as e:
         raise InputError(f"{path}: malformed YAML: {e}") from None
     return validate(data or {}, str(path))

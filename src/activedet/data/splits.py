@@ -29,29 +29,31 @@ def unlabeled_ids(pool: CocoData, labeled: CocoData) -> list[int]:
     return [i for i in pool.image_ids if i not in labeled_ids]
 
 
-def merge_labels(labeled: CocoData, selected_ids: list[int], oracle: CocoData, budget: int) -> CocoData:
+def merge_labels(labeled: CocoData, selected_ids: list[int], oracle: CocoData, budget: int,
+                 source: str | None = None) -> CocoData:
     """The labeled set plus the selected images with their annotations from ``oracle``.
 
     Invariants (each failure raises): the selection has exactly ``budget``
     distinct images, none already labeled, all in the pool; the labeled set is
     a subset of the pool; the merged annotations of every newly labeled image
-    equal the oracle's.
+    equal the oracle's. ``source`` (the selection file) prefixes the selection's errors.
     """
+    where = f"{source}: " if source else ""
     pool_ids = set(oracle.image_ids)
     labeled_ids = set(labeled.image_ids)
     if not labeled_ids <= pool_ids:
         raise InputError(f"{labeled.path}: labeled images {sorted(labeled_ids - pool_ids)[:10]} are not in the pool")
     if len(set(selected_ids)) != len(selected_ids):
         dup = sorted({i for i in selected_ids if selected_ids.count(i) > 1})
-        raise InputError(f"selection names images more than once: {dup[:10]}")
+        raise InputError(f"{where}selection names images more than once: {dup[:10]}")
     if len(selected_ids) != budget:
-        raise InputError(f"selection has {len(selected_ids)} images but the budget is {budget}")
+        raise InputError(f"{where}selection has {len(selected_ids)} images but the budget is {budget}")
     again = sorted(set(selected_ids) & labeled_ids)
     if again:
-        raise InputError(f"selection contains already labeled images: {again[:10]}")
+        raise InputError(f"{where}selection contains already labeled images: {again[:10]}")
     unknown = sorted(set(selected_ids) - pool_ids)
     if unknown:
-        raise InputError(f"selection contains images not in the pool: {unknown[:10]}")
+        raise InputError(f"{where}selection contains images not in the pool: {unknown[:10]}")
     new = oracle.subset(selected_ids)
     merged_ids = sorted(labeled_ids | set(selected_ids))
     by_id = {im["id"]: im for im in labeled.images + new.images}

@@ -117,9 +117,11 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         if "GLOBAL" in detail:
             raise InputError(f"{path}: refused: the file holds code or objects that are not tensors and plain data "
                              f"(torch.load(weights_only=True): {detail.strip()})") from None
-        raise InputError(f"{path}: not a readable checkpoint (corrupt or another format): {detail.strip() or str(e).splitlines()[0]}") from None
+        raise InputError(f"{path}: not a readable checkpoint (corrupt or another format): "
+                         f"{detail.strip() or str(e).splitlines()[0]}") from None
     except (RuntimeError, EOFError, ValueError, OSError) as e:
-        raise InputError(f"{path}: not a readable checkpoint (corrupt or truncated): {str(e).splitlines()[0]}") from None
+        raise InputError(f"{path}: not a readable checkpoint (corrupt or truncated): "
+                         f"{str(e).splitlines()[0]}") from None
     if not isinstance(ckpt, dict):
         raise InputError(f"{path}: not an activedet checkpoint (expected a dict, got {type(ckpt).__name__})")
     return ckpt

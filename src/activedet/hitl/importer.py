@@ -280,7 +280,7 @@ def import_labels(export_path: str | Path, selected_path: str | Path, labeled_pa
 
 
 def merge_imported(labeled: CocoData, selected_ids: list[int], pool: CocoData, imported: CocoData,
-                   budget: int) -> CocoData:
+                   budget: int, source: str | None = None) -> CocoData:
     """The pipeline's human-mode merge: the labeled set plus the selected images with the imported labels.
 
     The invariants of :func:`~activedet.data.splits.merge_labels` hold (selection of
@@ -309,7 +309,7 @@ def merge_imported(labeled: CocoData, selected_ids: list[int], pool: CocoData, i
     next_id = max((a["id"] for a in labeled.annotations), default=0) + 1
     new = [dict(a, id=next_id + k) for k, a in enumerate(imported.annotations)]
     oracle = CocoData(pool.path, pool.images, labeled.annotations + new, labeled.categories, pool.info)
-    return merge_labels(labeled, list(selected_ids), oracle, budget)
+    return merge_labels(labeled, list(selected_ids), oracle, budget, source=source)
 
 
 __all__ = ["FORMATS", "detect_format", "import_labels", "labels_for_selection", "merge_imported",

@@ -65,6 +65,8 @@ def select_from_folder(images_dir: str | Path, labeled_path: str | Path, model_p
     if strategy_options is not None:
         params["strategies"] = strategy_options
     strategy = build_strategy(strategy_name, params)
+    if strategy.needs_model:
+        strategy.check_model(ckpt, model_path)
     labeled = load_coco(labeled_path, params["dataset"]["on_box_outside"], allow_empty=True)
     _check_categories(labeled, ckpt, model_path)
     combined, unlabeled_ids = folder_with_labeled(images_dir, labeled)

@@ -28,6 +28,16 @@ class Strategy:
     def __init__(self, options: dict | None = None):
         self.options = options or {}
 
+    def check_model(self, ckpt: dict, model_path) -> None:
+        """Refuse a checkpoint from another trainer (e.g. a plain detector for MI-AOD's two classifiers)."""
+        from ..io import InputError
+
+        method = ckpt.get("method", "detector")
+        if method != self.trainer:
+            raise InputError(f"{model_path}: a model trained by '{method}', but strategy {self.name} scores with "
+                             f"a model trained by '{self.trainer}'"
+                             + (f" (python -m activedet train-{self.trainer})" if self.trainer != "detector" else ""))
+
     def score(self, model, pool: DetectionDataset, labeled_ids: set[int], device: torch.device,
               batch_size: int) -> pd.DataFrame:
         raise NotImplementedError
