@@ -20,6 +20,7 @@ include: "workflow/rules/report.smk"
 localrules:
     all,
     init_split,
+    share_initial_detector,
     select_batch,
     merge_labels,
     report,

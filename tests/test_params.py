@@ -29,7 +29,7 @@ def test_load_none_fills_every_default():
     assert p["strategies"]["miaod"]["topk"] == 134 and p["variants"] == {}
     assert p["strategies"]["entropy"]["aggregate"] == "mean"
     assert p["strategies"]["random"] == {}
-    assert p["resources"]["train"]["threads"] == 2
+    assert p["resources"]["train"]["threads"] == 1
     assert p["resources"]["light"] == {"threads": 1, "mem_mb": 1000, "runtime": 10, "gpu": 0}
 
 

@@ -67,9 +67,15 @@ def test_dry_run_of_default_params_lists_every_cycle_job(tmp_path):
     p = yaml.safe_load((ROOT / "params.yaml").read_text())["active"]
     out = run([BIN / "snakemake", "-n", "--quiet", "rules"], d).stdout
     counts = job_counts(out)
-    runs = len(p["strategies"]) * len(p["seeds"])
-    assert counts["train_detector"] == runs * p["cycles"]
-    assert counts["evaluate"] == runs * p["cycles"]
+    seeds = len(p["seeds"])
+    runs = len(p["strategies"]) * seeds
+    plain = [s for s in p["strategies"] if s != "miaod"]
+    # plain-detector strategies share one cycle-0 model per seed; MI-AOD trains its own every cycle
+    assert counts["train_initial_detector"] == seeds
+    assert counts["share_initial_detector"] == len(plain) * seeds
+    assert counts["train_detector"] == len(plain) * seeds * (p["cycles"] - 1)
+    assert counts["train_miaod"] == seeds * p["cycles"]
+    assert counts["evaluate"] == runs * p["cycles"] - len(plain) * seeds
     for rule in ("score_uncertainty", "select_batch", "merge_labels"):
         assert counts[rule] == runs * (p["cycles"] - 1)
     assert counts["init_split"] == len(p["seeds"])

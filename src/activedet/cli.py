@@ -222,18 +222,24 @@ def cmd_select(args) -> int:
     return 0
 
 
+def _selected_ids(path) -> list[int]:
+    """Image ids of a selected.json, in rank order."""
+    from .io import read_json
+
+    sel = read_json(path)
+    try:
+        return [int(s["image_id"]) for s in sel["selected"]]
+    except (KeyError, TypeError, ValueError):
+        raise InputError(f"{path}: expected {{'selected': [{{'image_id': ...}}, ...]}}") from None
+
+
 def cmd_merge(args) -> int:
     from .data.splits import merge_labels
-    from .io import read_json
 
     p = _params(args)
     labeled = _load(args.labeled, p)
     pool = _load(args.pool, p)
-    sel = read_json(args.selected)
-    try:
-        ids = [int(s["image_id"]) for s in sel["selected"]]
-    except (KeyError, TypeError, ValueError):
-        raise InputError(f"{args.selected}: expected {{'selected': [{{'image_id': ...}}, ...]}}") from None
+    ids = _selected_ids(args.selected)
     merged = merge_labels(labeled, ids, pool, args.budget, source=args.selected)
     write_json(args.out, merged.to_dict())
     print(f"{args.out}: {len(merged.images)} labeled images (+{len(ids)})")
@@ -310,17 +316,12 @@ def cmd_export_selection(args) -> int:
 
 def cmd_merge_imported(args) -> int:
     from .hitl.importer import merge_imported
-    from .io import read_json
 
     p = _params(args)
     labeled = _load(args.labeled, p)
     pool = _load(args.pool, p)
     imported = _load(args.imported, p)
-    sel = read_json(args.selected)
-    try:
-        ids = [int(s["image_id"]) for s in sel["selected"]]
-    except (KeyError, TypeError, ValueError):
-        raise InputError(f"{args.selected}: expected {{'selected': [{{'image_id': ...}}, ...]}}") from None
+    ids = _selected_ids(args.selected)
     merged = merge_imported(labeled, ids, pool, imported, args.budget, source=args.selected)
     write_json(args.out, merged.to_dict())
     print(f"{args.out}: {len(merged.images)} labeled images (+{len(ids)} with imported labels)")

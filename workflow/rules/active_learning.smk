@@ -30,6 +30,60 @@ rule train_detector:
         " --out {output.model} --summary {output.summary} --seed {wildcards.seed} --threads {threads} > {log} 2>&1"
 
 
+# Cycle 0 of every strategy that trains the plain detector starts from the same split, seed and
+# recipe, so one model serves them all: trained once per seed, then copied into each strategy's run.
+rule train_initial_detector:
+    input:
+        labeled=f"{EXP}/splits/seed{{seed}}/labeled.json",
+        pool=POOL_JSON,
+    output:
+        model=f"{EXP}/initial/seed{{seed}}/model.pt",
+        summary=f"{EXP}/initial/seed{{seed}}/train.json",
+        metrics=f"{EXP}/initial/seed{{seed}}/metrics.json",
+    log:
+        f"{EXP}/initial/seed{{seed}}/train.log",
+    benchmark:
+        f"{EXP}/initial/seed{{seed}}/benchmark.tsv"
+    params:
+        p=param_json("device", "num_threads", "dataset.input_size", "dataset.keep_ratio",
+                     "dataset.on_box_outside", "dataset.cache_images", "detector", "train"),
+        images=POOL_IMAGES,
+        test=TEST_JSON,
+        test_images=TEST_IMAGES,
+    threads: config["resources"]["train"]["threads"]
+    resources:
+        **res("train"),
+    shell:
+        "({ACTIVEDET} train --params {params.p} --images {params.images} --labeled {input.labeled}"
+        " --out {output.model} --summary {output.summary} --seed {wildcards.seed} --threads {threads}"
+        " && {ACTIVEDET} evaluate --model {output.model} --images {params.test_images} --annotations {params.test}"
+        " --out {output.metrics} --threads {threads}) > {log} 2>&1"
+
+
+rule share_initial_detector:
+    input:
+        model=f"{EXP}/initial/seed{{seed}}/model.pt",
+        summary=f"{EXP}/initial/seed{{seed}}/train.json",
+        metrics=f"{EXP}/initial/seed{{seed}}/metrics.json",
+    output:
+        model=f"{EXP}/runs/{{strategy}}/seed{{seed}}/cycle0/model.pt",
+        summary=f"{EXP}/runs/{{strategy}}/seed{{seed}}/cycle0/train.json",
+        metrics=f"{EXP}/runs/{{strategy}}/seed{{seed}}/cycle0/metrics.json",
+    log:
+        f"{EXP}/runs/{{strategy}}/seed{{seed}}/cycle0/logs/share_initial.log",
+    wildcard_constraints:
+        strategy=PLAIN_STRATEGIES,
+    resources:
+        **res("light"),
+    shell:
+        "(cp {input.model} {output.model} && cp {input.summary} {output.summary}"
+        " && cp {input.metrics} {output.metrics}) > {log} 2>&1"
+
+
+ruleorder: share_initial_detector > train_detector
+ruleorder: share_initial_detector > evaluate
+
+
 rule train_miaod:
     input:
         labeled=labeled_before,
