@@ -89,7 +89,8 @@ def bench_throughput(rows: list[dict], batch: int = 16, iters: int = 30, repeats
     from activedet.models.losses import detection_loss
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    params = P.load({"detector": {"head_convs": 4, "head_channels": 64}})
+    # torchvision's RetinaNetHead: 4 convs as wide as the FPN, no normalisation
+    params = P.load({"detector": {"fpn_channels": 64, "head_convs": 4, "head_channels": 64, "head_norm": "none"}})
     det = params["detector"]
     torch.manual_seed(0)
     ours = build_model(params, 10).to(device).train()
