@@ -197,7 +197,7 @@ def test_coreset_select_matches_k_center():
 
 
 def test_registry():
-    assert set(STRATEGIES) == {"random", "entropy", "coreset"}
+    assert set(STRATEGIES) == {"random", "entropy", "coreset", "miaod"}
     s = build_strategy("entropy", params.load({"strategies": {"entropy": {"aggregate": "max"}}}))
     assert isinstance(s, EntropyStrategy) and s.options["aggregate"] == "max"
     assert RandomStrategy.needs_model is False and EntropyStrategy.needs_model is True
@@ -253,9 +253,10 @@ def test_entropy_score_end_to_end(tiny_pool, one_thread):
 
 
 def test_entropy_score_uniform_classifier(tiny_pool, one_thread):
-    """With a zero classifier bias every class probability is ~0.5: each detection's entropy is ~ln 3."""
+    """With a zero classifier output layer every class probability is 0.5: each detection's entropy is ln 3."""
     model = tiny_model()
     torch.nn.init.zeros_(model.branches["cls"].out.bias)
+    torch.nn.init.zeros_(model.branches["cls"].out.weight)
     frames = {how: EntropyStrategy({"aggregate": how}).score(model, tiny_pool, LABELED, torch.device("cpu"), 6)
               for how in ("mean", "max", "sum")}
     unl = ~frames["mean"]["labeled"]
@@ -280,7 +281,7 @@ def test_coreset_score_end_to_end(tiny_pool, one_thread):
     assert df["labeled"].tolist() == [i in LABELED for i in range(10, 16)]
     assert df["score"].isna().all()
     feats = np.stack(df["feature"].to_numpy())
-    assert feats.shape == (6, 3 * 64)
+    assert feats.shape == (6, 3 * params.load(None)["detector"]["fpn_channels"])
     assert np.isfinite(feats).all()
     # the features are the global-average-pooled FPN levels of each image
     images = torch.stack([tiny_pool[i][0] for i in range(6)]).float() / 255.0
@@ -291,7 +292,7 @@ def test_coreset_score_end_to_end(tiny_pool, one_thread):
     np.testing.assert_allclose(feats, expected, rtol=1e-4, atol=1e-5)
     # one level only
     df1 = CoresetStrategy({"feature_levels": [1]}).score(model, tiny_pool, LABELED, torch.device("cpu"), 4)
-    assert np.stack(df1["feature"].to_numpy()).shape == (6, 64)
+    assert np.stack(df1["feature"].to_numpy()).shape == (6, params.load(None)["detector"]["fpn_channels"])
     # and the selection from these scores
     chosen = CoresetStrategy().select(df, 3, np.random.default_rng(0))
     assert len(set(chosen)) == 3 and not set(chosen) & LABELED
