@@ -25,7 +25,6 @@ DATASET = config["dataset"]
 ACTIVE = config["active"]
 EXP = f"{config['output_dir']}/{config['experiment']}"
 RUN = EXP + "/runs/{strategy}/seed{seed}/cycle{cycle}"
-LAST_CYCLE = ACTIVE["cycles"] - 1
 # active.oracle: human - people label the selected images; merge_labels waits for {RUN}/imported_labels.json
 HUMAN = ACTIVE["oracle"] == "human"
 
