@@ -78,12 +78,15 @@ def unlabeled_loss(model, out, cfg: dict, maximize: bool) -> torch.Tensor:
     return loss
 
 
-def set_trainable(model: RetinaNet, phase: str) -> list[torch.nn.Parameter]:
-    """label: everything; min: all but f1/f2; max: only f1/f2. Returns the trainable parameters."""
+def set_trainable(model: RetinaNet, phase: str, frozen: set[int] = frozenset()) -> list[torch.nn.Parameter]:
+    """label: everything; min: all but f1/f2; max: only f1/f2. Returns the trainable parameters.
+
+    ``frozen`` (parameter ids) never train in any phase: the ResNet stem, layer1 and BN stay frozen.
+    """
     instance = {id(p) for name in ("cls", "cls2") for p in model.branches[name].parameters()}
     for p in model.parameters():
-        p.requires_grad_(phase == "label" or ((id(p) in instance) == (phase == "max")))
-    # BN/stem freezing of the backbone (ResNet) is preserved: frozen params never train.
+        p.requires_grad_(id(p) not in frozen
+                         and (phase == "label" or ((id(p) in instance) == (phase == "max"))))
     return [p for p in model.parameters() if p.requires_grad]
 
 
@@ -123,10 +126,7 @@ def train_miaod(params: dict, labeled: DetectionDataset, unlabeled: DetectionDat
     model.train()
     for k in range(start_phase, len(phases)):
         phase, n = phases[k], counts[k]
-        trainable = [p for p in set_trainable(model, phase) if id(p) not in frozen]
-        for p in model.parameters():
-            if id(p) in frozen:
-                p.requires_grad_(False)
+        trainable = set_trainable(model, phase, frozen)
         # A fresh optimizer per phase, as in the released code.
         opt = torch.optim.SGD(trainable, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
         for _ in range(n):
