@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= all
 
-.PHONY: setup reproduce test test-fast bench dag clean-results
+.PHONY: setup reproduce test test-fast bench dag clean-results paper
 
 setup: $(STAMP)
 
@@ -20,6 +20,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 reproduce: setup
 	$(BIN)/snakemake --cores $(CORES) --printshellcmds
+
+# The papers' figures and tables of the experiment (runs it first if needed): results/<experiment>/paper/
+paper: setup
+	$(BIN)/snakemake --cores $(CORES) --printshellcmds paper
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -1,212 +1,126 @@
-"""Benchmarks that print figures (never timed unit tests).
+"""Benchmark suite: speed and cost of every step, each measured beside its reference in the same run.
 
-    python -m bench throughput   detector training images/s vs torchvision's RetinaNet, FLOPs, machine limit
-    python -m bench reference    the "100% labeled" and "random 10%" references on the default pool
-    python -m bench all          both
+    python -m bench                  all sections (what `make bench` runs)
+    python -m bench scoring scaling  some sections
+    python -m bench --quick          tiny sizes, one repeat (a smoke run, seconds; writes bench_quick.csv)
 
-Rows are appended to results/bench/bench.csv (one row per figure, with its spread where repeated).
+Sections (the issue's items): detector (1), miaod (2), scoring (3), evaluation (4), mgral (5),
+end_to_end (6), scaling (7); `reference` (100% vs random 10% labeled, minutes) runs only when named.
+Prints a table and merges the rows into results/bench/bench.csv (a row with the same section, name
+and device is replaced). Columns: README "Performance".
 """
 from __future__ import annotations
 
 import argparse
 import json
-import platform
-import statistics
 import sys
 import time
-from collections import OrderedDict
+import traceback
 from pathlib import Path
 
-import torch
+from .common import DEFAULT_OUT, QUICK_OUT, ROOT, Context, machine_description, print_table, write_csv
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "results" / "bench"
-
-
-def record(rows: list[dict], name: str, value: float, unit: str, spread: float | None = None, note: str = "") -> None:
-    rows.append({"benchmark": name, "value": value, "unit": unit, "spread": spread, "note": note,
-                 "machine": f"{platform.machine()} {torch.get_num_threads()} threads "
-                            f"{'cuda' if torch.cuda.is_available() else 'cpu'}"})
-    spread_s = f" ± {spread:.3g}" if spread is not None else ""
-    print(f"{name:55s} {value:12.4g}{spread_s} {unit}  {note}", flush=True)
+SECTIONS = ("detector", "miaod", "scoring", "evaluation", "mgral", "end_to_end", "scaling")
+ALIASES = {"throughput": "detector"}  # the earlier command name
 
 
-def write_rows(rows: list[dict]) -> None:
-    import pandas as pd
-
-    from activedet.io import atomic_path
-
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / "bench.csv"
-    df = pd.DataFrame(rows)
-    if path.is_file():
-        old = pd.read_csv(path)
-        df = pd.concat([old[~old["benchmark"].isin(df["benchmark"])], df], ignore_index=True)
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False)
-    print(f"wrote {path}")
-
-
-def median_spread(values: list[float]) -> tuple[float, float]:
-    med = statistics.median(values)
-    return med, (max(values) - min(values)) / 2
-
-
-def dense_limit(device: torch.device, repeats: int = 5) -> tuple[float, float]:
-    """Measured FLOP/s of a large matmul and of a representative 3x3 convolution."""
-    a = torch.randn(1024, 1024, device=device)
-    b = torch.randn(1024, 1024, device=device)
-    conv = torch.nn.Conv2d(64, 64, 3, padding=1).to(device)
-    x = torch.randn(32, 64, 32, 32, device=device)
-    mm, cv = [], []
-    with torch.no_grad():
-        for _ in range(repeats):
-            t = time.perf_counter()
-            for _ in range(10):
-                a @ b
-            mm.append(10 * 2 * 1024**3 / (time.perf_counter() - t))
-            t = time.perf_counter()
-            for _ in range(10):
-                conv(x)
-            cv.append(10 * 2 * 32 * 64 * 64 * 9 * 32 * 32 / (time.perf_counter() - t))
-    return statistics.median(mm), statistics.median(cv)
-
-
-def training_flops(step, batch: int) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        step()
-    return counter.get_total_flops() / batch
-
-
-def bench_throughput(rows: list[dict], batch: int = 16, iters: int = 30, repeats: int = 3) -> None:
-    """Same backbone (tiny), same 4x64 head, same 64 px images and batch: ours vs torchvision's RetinaNet."""
-    from torchvision.models.detection import RetinaNet as TVRetinaNet
-
-    from activedet import params as P
-    from activedet.models import build_model
-    from activedet.models.losses import detection_loss
-
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    # torchvision's RetinaNetHead: 4 convs as wide as the FPN, no normalisation
-    params = P.load({"detector": {"fpn_channels": 64, "head_convs": 4, "head_channels": 64, "head_norm": "none"}})
-    det = params["detector"]
-    torch.manual_seed(0)
-    ours = build_model(params, 10).to(device).train()
-    images = torch.rand(batch, 3, 64, 64, device=device)
-    g = torch.Generator().manual_seed(0)
-    targets = []
-    for _ in range(batch):
-        xy = torch.rand(2, 2, generator=g) * 30
-        targets.append({"boxes": torch.cat([xy, xy + 12 + torch.rand(2, 2, generator=g) * 16], 1).to(device),
-                        "labels": torch.randint(0, 10, (2,), generator=g).to(device)})
-
-    class Wrapped(torch.nn.Module):  # torchvision wants an OrderedDict of features
-        def __init__(self, backbone):
-            super().__init__()
-            self.body, self.out_channels = backbone, backbone.out_channels
-
-        def forward(self, x):
-            return OrderedDict((str(i), f) for i, f in enumerate(self.body(x)))
-
-    torch.manual_seed(0)
-    tv_backbone = build_model(params, 10).backbone
-    tv = TVRetinaNet(Wrapped(tv_backbone), 10, anchor_generator=ours.anchor_generator, min_size=64, max_size=64,
-                     image_mean=[0.0] * 3, image_std=[1.0] * 3).to(device).train()
-    tv_images = list(images)
-
-    def ours_step(opt):
-        out = ours(images, branches=("cls", "reg"))
-        loss = detection_loss([out["cls"]], out["reg"], ours.anchors(images), targets, det, ours.box_coder)["loss"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    def tv_step(opt):
-        losses = tv(tv_images, targets)
-        loss = sum(losses.values())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    results = {}
-    for name, model, step in (("ours", ours, ours_step), ("torchvision", tv, tv_step)):
-        opt = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
-        for _ in range(5):
-            step(opt)
-        flops = training_flops(lambda: step(opt), batch)
-        rates = []
-        for _ in range(repeats):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t = time.perf_counter()
-            for _ in range(iters):
-                step(opt)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            rates.append(iters * batch / (time.perf_counter() - t))
-        results[name] = (median_spread(rates), flops)
-    mm, cv = dense_limit(device)
-    limit = max(mm, cv)
-    record(rows, "dense matmul 1024^3", mm / 1e9, "GFLOP/s")
-    record(rows, "dense conv 3x3 64ch 32px batch 32", cv / 1e9, "GFLOP/s")
-    for name, ((rate, spread), flops) in results.items():
-        record(rows, f"train throughput {name} (tiny, 4x64 head, 64px, batch {batch})", rate, "images/s", spread)
-        record(rows, f"train FLOPs per image {name}", flops / 1e6, "MFLOP")
-        record(rows, f"fraction of machine limit {name}", flops * rate / limit, "", note="FLOPs x images/s / max(matmul, conv)")
-    record(rows, "speed-up ours / torchvision", results["ours"][0][0] / results["torchvision"][0][0], "x")
-
-
-def bench_reference(rows: list[dict], epochs: float, fraction: float, seed: int = 0) -> None:
-    """Train on the whole default pool and on a random fraction of it with the same recipe; mAP@0.5 and time."""
-    import tempfile
-
-    from activedet import params as P
-    from activedet.data.coco import load_coco
-    from activedet.data.dataset import DetectionDataset
-    from activedet.data.digit_scenes import generate
-    from activedet.data.splits import initial_split
-    from activedet.engine.predict import predict
-    from activedet.engine.train import load_model, train_detector
-    from activedet.evaluation import evaluate_detections
-
-    params = P.load(str(ROOT / "params.yaml"))
-    params["train"]["epochs"] = epochs
-    data = ROOT / params["data_dir"] / params["dataset"]["name"]
-    if not (data / "pool.json").is_file():
-        generate(data, **params["dataset"]["digit_scenes"])
-    pool = load_coco(data / "pool.json")
-    test = load_coco(data / "test.json")
-    test_ds = DetectionDataset(test, data / "test" / "images")
-    for label, coco in (("100%", pool), (f"random {fraction:.0%}", initial_split(pool, round(fraction * len(pool.images)), seed))):
-        ds = DetectionDataset(coco, data / "pool" / "images")
-        with tempfile.TemporaryDirectory() as tmp:
-            summary = train_detector(params, ds, Path(tmp) / "model.pt", seed, log=lambda m: None)
-            model, _ = load_model(Path(tmp) / "model.pt")
-        metrics = evaluate_detections(test.to_dict(), predict(model, test_ds, torch.device("cpu")))
-        note = f"{len(coco.images)} images, {summary['iterations']} iterations, {epochs} epochs"
-        record(rows, f"reference {label} labeled: mAP@0.5 (VOC07)", metrics["map50"], "", note=note)
-        record(rows, f"reference {label} labeled: COCO AP", metrics["coco_ap"], "")
-        record(rows, f"reference {label} labeled: training time", summary["seconds"], "s",
-               note=f"{summary['images_per_second']:.0f} images/s")
-
-
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["throughput", "reference", "all"])
+    ap.add_argument("sections", nargs="*", metavar="SECTION",
+                    help=f"{', '.join(SECTIONS)}, reference, all (default: all = every section but reference)")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes and one repeat: checks the suite runs")
+    ap.add_argument("--repeats", type=int, default=None, help="repeats per figure (default 5, --quick 1)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (default: torch's, one per core; --quick: 1)")
+    ap.add_argument("--device", default="auto", help="auto (CUDA when available) | cpu | cuda | cuda:N")
+    ap.add_argument("--params", default=str(ROOT / "params.yaml"), help="experiment parameters (default params.yaml)")
+    ap.add_argument("--experiment", default=None,
+                    help="finished experiment folder read by miaod, scoring and end_to_end "
+                         "(default <output_dir>/<experiment> of the params when it exists; 'none' to ignore)")
+    ap.add_argument("--out", default=None, help=f"CSV to write (default {DEFAULT_OUT.relative_to(ROOT)}; "
+                                                f"--quick: {QUICK_OUT.relative_to(ROOT)})")
+    ap.add_argument("--run-e2e", action="store_true",
+                    help="end_to_end: run the default workflow afresh into <out folder>/e2e and time it "
+                         "(with --quick: tests/data/params_tiny.yaml)")
+    ap.add_argument("--snakemake-logs", default=str(ROOT / ".snakemake" / "log"),
+                    help="end_to_end: where the Snakemake logs of the experiment's runs are")
     ap.add_argument("--epochs", type=float, default=60, help="reference: epochs over the labeled images")
     ap.add_argument("--fraction", type=float, default=0.1, help="reference: the small random labeled fraction")
     args = ap.parse_args(argv)
-    rows: list[dict] = []
-    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(),
-                      "machine": platform.processor() or platform.machine()}))
-    if args.what in ("throughput", "all"):
-        bench_throughput(rows)
-    if args.what in ("reference", "all"):
-        bench_reference(rows, args.epochs, args.fraction)
-    write_rows(rows)
+    chosen = [ALIASES.get(s, s) for s in args.sections] or ["all"]
+    unknown = [s for s in chosen if s not in SECTIONS + ("reference", "all")]
+    if unknown:
+        ap.error(f"unknown section {', '.join(unknown)} (known: {', '.join(SECTIONS)}, reference, all)")
+    args.sections = [s for s in SECTIONS if "all" in chosen or s in chosen] + (["reference"] * ("reference" in chosen))
+    return args
+
+
+def make_context(args) -> Context:
+    import torch
+
+    from activedet import params as P
+    from activedet.engine.train import resolve_device
+
+    params = P.load(args.params)
+    threads = args.threads or (1 if args.quick else 0)
+    if threads:
+        torch.set_num_threads(threads)
+    device = resolve_device(args.device)
+    if args.experiment is None:
+        exp = ROOT / params["output_dir"] / params["experiment"]
+        experiment = exp if (exp / "runs").is_dir() else None
+    elif args.experiment.lower() == "none":
+        experiment = None
+    else:
+        experiment = Path(args.experiment).resolve()
+    out = Path(args.out).resolve() if args.out else (QUICK_OUT if args.quick else DEFAULT_OUT)
+    repeats = args.repeats or (1 if args.quick else 5)
+    ctx = Context(device=device, quick=args.quick, out=out, params=params, experiment=experiment, repeats=repeats)
+    ctx.machine = machine_description(device)
+    torch.manual_seed(0)
+    return ctx
+
+
+def run_section(ctx: Context, name: str, args) -> None:
+    from . import detector, end_to_end, evaluation, mgral, miaod, reference, scaling, scoring
+
+    if name == "end_to_end":
+        end_to_end.run(ctx, run_e2e=args.run_e2e, log_dir=Path(args.snakemake_logs))
+    elif name == "reference":
+        reference.run(ctx, args.epochs, args.fraction)
+    else:
+        {"detector": detector, "miaod": miaod, "scoring": scoring, "evaluation": evaluation, "mgral": mgral,
+         "scaling": scaling}[name].run(ctx)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    ctx = make_context(args)
+    print(json.dumps({"device": ctx.device_name, "machine": ctx.machine, "quick": ctx.quick, "repeats": ctx.repeats,
+                      "experiment": str(ctx.experiment) if ctx.experiment else None, "sections": args.sections}))
+    failed = []
+    try:
+        for name in args.sections:
+            t = time.perf_counter()
+            print(f"== {name}", flush=True)
+            try:
+                run_section(ctx, name, args)
+            except Exception as e:  # one broken section must not lose the others' figures
+                traceback.print_exc()
+                failed.append(name)
+                ctx.unavailable(name, "section failed", f"{type(e).__name__}: {e}")
+            print(f"== {name}: {time.perf_counter() - t:.1f}s", flush=True)
+    finally:
+        ctx.close()
+    if ctx.rows:
+        write_csv(ctx.rows, ctx.out)
+        print()
+        print_table(ctx.rows)
+        print(f"\nwrote {ctx.out}")
+    if failed:
+        print(f"error: section(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -34,6 +34,7 @@ TINY = {"dataset": {"digit_scenes": {"n_pool": 40, "n_test": 4}},
         "train": {"epochs": 1, "min_iterations": 12, "batch_size": 8, "warmup_iterations": 2, "checkpoint_every": 0},
         "device": "cpu", "num_threads": 1}
 BUDGET = 6
+MGRAL_TINY = {"records": 2, "proxy_iterations": 4, "agent_iterations": 3, "sequence_length": 8, "max_fallbacks": 1}
 
 
 class World:
@@ -55,13 +56,19 @@ class World:
         self.miaod_model = root / "miaod.pt"
         assert main(["train-miaod", "--params", p, "--images", str(self.images), "--labeled", str(self.labeled),
                      "--pool", str(self.pool_json), "--out", str(self.miaod_model)]) == 0
+        # LL4AL selects with its detector's loss-prediction module
+        self.ll4al_model = root / "ll4al.pt"
+        assert main(["train-ll4al", "--params", p, "--images", str(self.images), "--labeled", str(self.labeled),
+                     "--out", str(self.ll4al_model)]) == 0
         self.pool = load_coco(self.pool_json)
 
     def select(self, out: Path, labeled: Path, strategy: str = "random", budget: int = BUDGET) -> list[SelectedImage]:
-        model = self.miaod_model if STRATEGIES[strategy].trainer == "miaod" else self.model
+        model = {"miaod": self.miaod_model, "ll4al": self.ll4al_model}.get(STRATEGIES[strategy].trainer, self.model)
+        # MGRAL trains its lookup table and agent inside select-images: a small table and few iterations
+        options = ["--params", json.dumps({"strategies": {"mgral": MGRAL_TINY}})] if strategy == "mgral" else []
         assert main(["select-images", "--images", str(self.images), "--labeled", str(labeled), "--model",
                      str(model), "--strategy", strategy, "--budget", str(budget), "--out", str(out),
-                     "--device", "cpu", "--batch-size", "16"]) == 0
+                     "--device", "cpu", "--batch-size", "16", *options]) == 0
         return read_selected_csv(out / "selected.csv")
 
 

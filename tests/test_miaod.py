@@ -174,6 +174,28 @@ def test_only_the_right_parameters_change_in_min_and_max_steps(phase):
         assert any(n.startswith("backbone.") for n in changed) and any(n.startswith("branches.mil.") for n in changed)
 
 
+def test_max_step_partial_graph_gives_the_same_loss_and_instance_gradients():
+    from activedet.engine.miaod import head_outputs
+
+    p, model = _model()
+    model.train()
+    set_trainable(model, "max")
+    images = torch.rand(2, 3, 64, 64)
+    grads = []
+    for phase in ("label", "max"):  # "label": full graph; "max": backbone, f_r, f_mil without autograd
+        model.zero_grad(set_to_none=True)
+        out = head_outputs(model, images, phase)
+        loss = unlabeled_loss(model, out, p["strategies"]["miaod"], maximize=True)
+        loss.backward()
+        grads.append((float(loss), {n: t.grad.clone() for n, t in model.named_parameters() if t.grad is not None}))
+    (full_loss, full), (part_loss, part) = grads
+    assert part_loss == pytest.approx(full_loss, rel=1e-6)
+    assert set(part) == set(full) and all(n.startswith(("branches.cls.", "branches.cls2.")) for n in part)
+    for n in full:
+        assert torch.allclose(part[n], full[n], atol=1e-7)
+    assert head_outputs(model, images, "max")["mil"].grad_fn is None
+
+
 def test_miaod_detector_has_four_independent_branches():
     _, model = _model()
     assert set(model.branches) == {"cls", "cls2", "reg", "mil"}

@@ -48,6 +48,22 @@ def test_ablation_config_defines_every_variant_the_tables_need():
     base = yaml.safe_load((root / "params.yaml").read_text())
     over = yaml.safe_load((root / "configs" / "miaod_ablation.yaml").read_text())
     params = P.load({**base, **over, "active": {**base["active"], **over["active"]}})
-    needed = set().union(*(strategies_needed(t) for t in TABLES))
+    needed = set().union(*(strategies_needed(t) for t in TABLES if t.startswith("miaod_")))
     assert needed <= set(params["active"]["strategies"])
     assert params["variants"]["t4_k13"]["options"] == {"topk": 13}
+
+
+def test_mgral_config_defines_the_records_variants_of_table3():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    base = yaml.safe_load((root / "params.yaml").read_text())
+    over = yaml.safe_load((root / "configs" / "mgral_tables.yaml").read_text())
+    params = P.load({**base, **over, "active": {**base["active"], **over["active"]}})
+    assert set(strategies_needed("mgral_table3")) <= set(params["active"]["strategies"])
+    assert "random" in params["active"]["strategies"] and len(params["active"]["seeds"]) >= 3
+    # the paper's 50 / 100 / 200 records keep their 1 : 2 : 4 ratio
+    rows = TABLES["mgral_table3"]["rows"]
+    records = {k[0]: params["strategies"]["mgral"]["records"] if v == "mgral" else params["variants"][v]["options"]["records"]
+               for k, v in rows.items()}
+    assert records == {"50": 2, "100": 4, "200": 8}

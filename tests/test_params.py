@@ -25,7 +25,7 @@ def test_load_none_fills_every_default():
     assert p["dataset"]["digit_scenes"]["noise_range"] == [0.0, 0.12]
     assert p["detector"]["anchor_sizes"] == [[10, 14], [20, 28], [40, 56]]
     assert p["train"]["max_iterations"] is None
-    assert p["active"]["strategies"] == ["random", "entropy", "coreset", "miaod"]
+    assert p["active"]["strategies"] == ["random", "entropy", "coreset", "miaod", "ll4al", "cdal", "ebal", "mgral"]
     assert p["strategies"]["miaod"]["topk"] == 134 and p["variants"] == {}
     assert p["strategies"]["entropy"]["aggregate"] == "mean"
     assert p["strategies"]["random"] == {}
@@ -60,6 +60,24 @@ def test_nested_default_respects_given_siblings():
     assert p["dataset"]["format"] == "digit_scenes"
     # A given resources entry is completed from the $defs defaults, not the entry's default.
     assert p["resources"]["train"] == {"gpu": 1, "threads": 1, "mem_mb": 2000, "runtime": 30}
+
+
+def test_every_schema_description_parses_as_one_string():
+    """An unquoted ', ' in a flow-mapping description makes YAML split it into stray null keys."""
+    schema = yaml.safe_load(Path(params.__file__).with_name("params.schema.yaml").read_text())
+    bad = []
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if value is None and key != "default":
+                    bad.append(f"{path}/{key}")
+                if key == "description" and not isinstance(value, str):
+                    bad.append(f"{path}/description")
+                walk(value, f"{path}/{key}")
+
+    walk(schema, "")
+    assert not bad
 
 
 def test_load_does_not_mutate_input():

@@ -36,6 +36,7 @@ def workdir(tmp_path, params=TINY, extra: dict | None = None) -> Path:
     shutil.copy(ROOT / "Snakefile", d)
     shutil.copytree(ROOT / "workflow", d / "workflow", symlinks=False)
     shutil.copy(ROOT / "dvc.yaml", d)
+    shutil.copytree(ROOT / "configs", d / "configs")  # dvc.yaml depends on configs/paper
     shutil.copytree(ROOT / "src", d / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     p = yaml.safe_load(Path(params).read_text())
     for key, value in (extra or {}).items():
@@ -69,15 +70,25 @@ def test_dry_run_of_default_params_lists_every_cycle_job(tmp_path):
     counts = job_counts(out)
     seeds = len(p["seeds"])
     runs = len(p["strategies"]) * seeds
-    plain = [s for s in p["strategies"] if s != "miaod"]
-    # plain-detector strategies share one cycle-0 model per seed; MI-AOD trains its own every cycle
+    plain = [s for s in p["strategies"] if s not in ("miaod", "ll4al")]
+    # plain-detector strategies share one cycle-0 model per seed; MI-AOD and LL4AL train their own every cycle
     assert counts["train_initial_detector"] == seeds
     assert counts["share_initial_detector"] == len(plain) * seeds
     assert counts["train_detector"] == len(plain) * seeds * (p["cycles"] - 1)
     assert counts["train_miaod"] == seeds * p["cycles"]
+    assert counts["train_ll4al"] == seeds * p["cycles"]
     assert counts["evaluate"] == runs * p["cycles"] - len(plain) * seeds
-    for rule in ("score_uncertainty", "select_batch", "merge_labels"):
+    for rule in ("score_uncertainty", "merge_labels"):
         assert counts[rule] == runs * (p["cycles"] - 1)
+    # MGRAL selects with its own rules: records fan out, then the table, the agent and its selection
+    mgral = [s for s in p["strategies"] if s == "mgral"]
+    records = yaml.safe_load((ROOT / "params.yaml").read_text())["strategies"]["mgral"]["records"]
+    selections = len(mgral) * seeds * (p["cycles"] - 1)
+    assert counts["select_batch"] == runs * (p["cycles"] - 1) - selections
+    assert counts["build_lookup_table"] == records * selections
+    for rule in ("gather_lookup_table", "train_agent", "select_batch_mgral"):
+        assert counts[rule] == selections
+    assert counts["mgral_compute"] == 1
     assert counts["init_split"] == len(p["seeds"])
     assert counts["report"] == 1
 

@@ -31,6 +31,9 @@ TINY = {"dataset": {"input_size": [32, 32]},
         "train": {"epochs": 1, "min_iterations": 4, "batch_size": 4, "warmup_iterations": 1, "checkpoint_every": 0},
         "device": "cpu", "num_threads": 1}
 TINY_JSON = json.dumps(TINY)
+# MGRAL's steps on the same data: a 2-record table, a few proxy and agent iterations
+MGRAL_JSON = json.dumps({**TINY, "strategies": {"mgral": {"records": 2, "proxy_iterations": 2, "agent_iterations": 2,
+                                                          "sequence_length": 4, "max_fallbacks": 1}}})
 EARLIER = b"an output of an earlier run that must survive\n"
 
 
@@ -538,6 +541,9 @@ def test_atomic_write_failing_mid_write_keeps_the_old_file(tmp_path):
 
 
 REPORT_PARAMS = '{"active": {"strategies": ["random"], "seeds": [0], "cycles": 1}}'
+# MI-AOD Table 2 on the digits: one cycle of a few iterations
+TABLE2_JSON = json.dumps({"device": "cpu", "num_threads": 1, "paper_reports": {"table2": {
+    "cycles": 1, "epochs": 1, "min_iterations": 2, "methods": ["iul"], "seeds": [0]}}})
 
 
 @pytest.fixture(scope="module")
@@ -568,8 +574,44 @@ def artifacts(trained, tmp_path_factory):
         ["import-labels", "--export", str(d / "annotation" / "export.json"), "--selected",
          str(d / "annotation" / "selected.csv"), "--labeled", a["labeled"], "--imported-out", str(d / "imported.json")],
     ]
+    # MGRAL: embeddings, two records, the table, the agent of a cycle whose next cycle is evaluated too
+    mgral_run = d / "mgral_exp" / "runs" / "mgral" / "seed0"
+    mgral_cycle = ["--params", MGRAL_JSON, "--images", images, "--labeled", a["labeled"], "--pool", pool,
+                   "--budget", "2", "--seed", "0", "--model", model]
+    steps += [
+        ["score", "--params", MGRAL_JSON, "--strategy", "mgral", "--model", model, "--images", images, "--pool", pool,
+         "--labeled", a["labeled"], "--out", str(d / "mgral_scores.parquet")],
+        *[["lookup-record", *mgral_cycle, "--cycle", "0", "--record", str(r), "--out", str(d / f"record{r}.json")]
+          for r in range(2)],
+        ["lookup-table", "--records", str(d / "record0.json"), str(d / "record1.json"),
+         "--out", str(d / "lookup_table.parquet")],
+        ["train-agent", *mgral_cycle, "--cycle", "0", "--scores", str(d / "mgral_scores.parquet"), "--table",
+         str(d / "lookup_table.parquet"), "--out", str(d / "agent.pt"), "--scores-out",
+         str(d / "agent_scores.parquet"), "--compute", str(mgral_run / "cycle0" / "agent_compute.json")],
+        *[["evaluate", "--model", model, "--images", images, "--annotations", pool, "--device", "cpu",
+           "--out", str(mgral_run / f"cycle{c}" / "metrics.json")] for c in range(2)],
+    ]
+    # paper reports: an MI-AOD model (Fig. 6), true-positive counts (Fig. 7), a Table 2 run, a table to index
+    steps += [
+        ["train-miaod", "--params", TINY_JSON, "--images", images, "--labeled", a["labeled"], "--pool", pool,
+         "--out", str(d / "miaod.pt")],
+        ["paper-count-tp", "--model", model, "--selected", str(d / "selected.json"), "--pool", pool, "--images",
+         images, "--out", str(d / "tp_counts.json"), "--device", "cpu"],
+        ["paper-table2-run", "--params", TABLE2_JSON, "--method", "iul", "--seed", "0",
+         "--out", str(d / "table2_run.csv")],
+    ]
     for argv in steps:
         assert main(argv) == 0, argv
+    (d / "table.md").write_text("## a table\n\n| a |\n|---|\n| 1 |\n", encoding="utf-8")
+    # a VOCdevkit of one VOC2007 image for voc-to-coco
+    from test_voc import obj, write_set, write_voc
+
+    write_voc(d / "VOCdevkit", "VOC2007", "000005", size=(32, 32), objects=[obj("chair", 2, 2, 20, 20)])
+    write_set(d / "VOCdevkit", "VOC2007", "trainval", ["000005"])
+    a.update(miaod=str(d / "miaod.pt"), tp_counts=str(d / "tp_counts.json"), table2_run=str(d / "table2_run.csv"),
+             table_md=str(d / "table.md"), voc=str(d / "VOCdevkit"))
+    a.update(mgral_cycle=mgral_cycle, mgral_scores=str(d / "mgral_scores.parquet"), mgral_exp=str(d / "mgral_exp"),
+             records=[str(d / "record0.json"), str(d / "record1.json")], table=str(d / "lookup_table.parquet"))
     a.update(scores=str(d / "scores.parquet"), selected=str(d / "selected.json"), exp=str(d / "exp"),
              round=str(d / "round1"), imported=str(d / "imported.json"), curves=str(d / "exp" / "curves.csv"))
     return a
@@ -586,6 +628,8 @@ def _audit_argv(step: str, a: dict, out: Path) -> list[str]:
                   "--out", str(out / "model.pt"), "--summary", str(out / "train.json")],
         "train-miaod": ["train-miaod", "--params", TINY_JSON, "--images", a["images"], "--labeled", a["labeled"],
                         "--pool", a["pool"], "--out", str(out / "model.pt"), "--summary", str(out / "train.json")],
+        "train-ll4al": ["train-ll4al", "--params", TINY_JSON, "--images", a["images"], "--labeled", a["labeled"],
+                        "--out", str(out / "model.pt"), "--summary", str(out / "train.json")],
         "evaluate": ["evaluate", "--model", a["model"], "--images", a["images"], "--annotations", a["pool"],
                      "--out", str(out / "metrics.json"), "--predictions", str(out / "predictions.json"),
                      "--device", "cpu"],
@@ -611,11 +655,39 @@ def _audit_argv(step: str, a: dict, out: Path) -> list[str]:
         "export-selection": ["export-selection", "--selected", a["selected"], "--pool", a["pool"], "--images",
                              a["images"], "--model", a["model"], "--labeled", a["labeled"], "--imported",
                              str(out / "imported_labels.json"), "--out", str(out), "--device", "cpu"],
+        "lookup-record": ["lookup-record", *a["mgral_cycle"], "--cycle", "0", "--record", "0",
+                          "--out", str(out / "record.json")],
+        "lookup-table": ["lookup-table", "--records", *a["records"], "--out", str(out / "lookup_table.parquet")],
+        "train-agent": ["train-agent", *a["mgral_cycle"], "--cycle", "0", "--scores", a["mgral_scores"],
+                        "--table", a["table"], "--out", str(out / "agent.pt"),
+                        "--scores-out", str(out / "agent_scores.parquet"), "--compute", str(out / "agent_compute.json")],
+        "mgral-time": ["mgral-time", *a["mgral_cycle"], "--iterations", "2", "--out-dir", str(out)],
+        "mgral-compute": ["mgral-compute", "--experiment-dir", a["mgral_exp"], "--strategies", "mgral", "--seeds", "0",
+                          "--cycles", "2", "--out-dir", str(out)],
+        "voc-to-coco": ["voc-to-coco", "--root", a["voc"], "--sets", "VOC2007/trainval",
+                        "--out", str(out / "voc_pool.json")],
+        "paper-fig5": ["paper-fig5", "--curves", a["curves"], "--out-dir", str(out)],
+        "paper-mgral-fig3": ["paper-mgral-fig3", "--curves", a["curves"], "--out-dir", str(out)],
+        "paper-table5": ["paper-table5", "--experiment-dir", a["exp"], "--curves", a["curves"], "--out-dir", str(out)],
+        "paper-fig6": ["paper-fig6", "--model", a["miaod"], "--selected", a["selected"], "--pool", a["pool"],
+                       "--images", a["images"], "--n-images", "2", "--out-dir", str(out), "--device", "cpu"],
+        "paper-count-tp": ["paper-count-tp", "--model", a["model"], "--selected", a["selected"], "--pool", a["pool"],
+                           "--images", a["images"], "--out", str(out / "tp_counts.json"), "--device", "cpu"],
+        "paper-fig7": ["paper-fig7", "--counts", a["tp_counts"], "--out-dir", str(out)],
+        "paper-fig4": ["paper-fig4", "--params", '{"paper_reports": {"fig4": {"n_images": 2}}}',
+                       "--selected", a["selected"], "--pool", a["pool"], "--images", a["images"],
+                       "--out-dir", str(out)],
+        "paper-table2-run": ["paper-table2-run", "--params", TABLE2_JSON, "--method", "iul", "--seed", "0",
+                             "--out", str(out / "table2_run.csv")],
+        "paper-table2": ["paper-table2", "--runs", a["table2_run"], "--out-dir", str(out)],
+        "paper-index": ["paper-index", "--figures", str(out / "fig.png"), "--tables", a["table_md"],
+                        "--out", str(out / "README.md")],
     }[step]
 
 
 AUDIT = [("make-dataset", "pool.json"), ("make-dataset", "000001.png"), ("init-split", "labeled.json"),
          ("train", "model.pt"), ("train", "train.json"), ("train-miaod", "model.pt"), ("train-miaod", "train.json"),
+         ("train-ll4al", "model.pt"), ("train-ll4al", "train.json"),
          ("evaluate", "metrics.json"), ("evaluate", "predictions.json"), ("score", "scores.parquet"),
          ("score", "score.json"), ("select", "selected.json"), ("merge", "labeled.json"),
          ("merge-imported", "labeled.json"), ("report", "curves.csv"), ("report", "summary.csv"),
@@ -625,7 +697,20 @@ AUDIT = [("make-dataset", "pool.json"), ("make-dataset", "000001.png"), ("init-s
          ("select-images", "predictions.json"), ("select-images", "selected.png"), ("select-images", "README.txt"),
          ("export-selection", "selected.png"), ("paper-tables", "miaod_table1.csv"),
          ("paper-tables", "miaod_table1.md"), ("simulate-annotator", "export.json"),
-         ("import-labels", "labeled.v1.json"), ("import-labels", "labeled.json")]
+         ("import-labels", "labeled.v1.json"), ("import-labels", "labeled.json"),
+         ("lookup-record", "record.json"), ("lookup-table", "lookup_table.parquet"), ("train-agent", "agent.pt"),
+         ("train-agent", "agent_scores.parquet"), ("train-agent", "agent_compute.json"),
+         ("mgral-time", "mgral_time.csv"), ("mgral-time", "mgral_time.md"), ("mgral-compute", "mgral_compute.csv"),
+         ("mgral-compute", "mgral_compute.md"), ("voc-to-coco", "voc_pool.json"),
+         *[(step, f"{stem}.{ext}") for step, stem in (("paper-fig5", "miaod_fig5"),
+                                                      ("paper-mgral-fig3", "mgral_fig3"),
+                                                      ("paper-fig6", "miaod_fig6"), ("paper-fig7", "miaod_fig7"),
+                                                      ("paper-fig4", "mgral_fig4"), ("paper-table2", "miaod_table2"))
+           for ext in ("png", "csv", "md")],
+         ("paper-fig7", "miaod_fig7_counts.csv"), ("paper-fig4", "mgral_fig4_images.csv"),
+         ("paper-table2", "miaod_table2_runs.csv"), ("paper-table5", "miaod_table5.csv"),
+         ("paper-table5", "miaod_table5_steps.csv"), ("paper-table5", "miaod_table5.md"),
+         ("paper-count-tp", "tp_counts.json"), ("paper-table2-run", "table2_run.csv"), ("paper-index", "README.md")]
 
 
 @pytest.mark.parametrize("step,name", AUDIT, ids=[f"{s}:{n}" for s, n in AUDIT])

@@ -197,7 +197,7 @@ def test_coreset_select_matches_k_center():
 
 
 def test_registry():
-    assert set(STRATEGIES) == {"random", "entropy", "coreset", "miaod"}
+    assert set(STRATEGIES) == {"random", "entropy", "coreset", "miaod", "ll4al", "cdal", "ebal", "mgral"}
     s = build_strategy("entropy", params.load({"strategies": {"entropy": {"aggregate": "max"}}}))
     assert isinstance(s, EntropyStrategy) and s.options["aggregate"] == "max"
     assert RandomStrategy.needs_model is False and EntropyStrategy.needs_model is True

@@ -63,6 +63,16 @@ def cmd_init_split(args) -> int:
     return 0
 
 
+def cmd_voc_to_coco(args) -> int:
+    from .data.voc import read_voc, summary
+
+    p = _params(args)
+    coco = read_voc(args.root, args.sets, p["dataset"]["on_box_outside"])
+    write_json(args.out, coco.to_dict(), indent=None)
+    print(json.dumps({"out": args.out, **summary(coco)}))
+    return 0
+
+
 def cmd_train(args) -> int:
     from .engine.train import train_detector
 
@@ -118,6 +128,26 @@ def cmd_train_miaod(args) -> int:
     return 0
 
 
+def cmd_train_ll4al(args) -> int:
+    from .engine.ll4al import train_ll4al
+    from .strategies import resolve
+
+    p = _params(args)
+    _threads(p, args)
+    base, options = resolve(args.strategy, p)
+    if base != "ll4al":
+        raise InputError(f"train-ll4al: --strategy {args.strategy} is not LL4AL or one of its variants")
+    labeled = _load(args.labeled, p)
+    if not labeled.annotations:
+        raise InputError(f"{args.labeled}: the labeled set has no boxes at all; nothing to train on")
+    ds = _dataset(p, labeled, args.images)
+    summary = train_ll4al(p, ds, args.out, args.seed, state_path=args.state or f"{args.out}.resume", options=options)
+    if args.summary:
+        write_json(args.summary, summary)
+    print(json.dumps(summary))
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     import torch
 
@@ -145,6 +175,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_score(args) -> int:
+    from .data.coco import CocoData
     from .engine.train import load_model, resolve_device
     from .io import atomic_path
     from .strategies import build_strategy
@@ -156,6 +187,11 @@ def cmd_score(args) -> int:
     pool = _load(args.pool, p)
     labeled = _load(args.labeled, p)
     labeled_ids = set(labeled.image_ids)
+    # Strategies see the labeled images' boxes from the labeled file and no box of an unlabeled image
+    # (the pool file may hold the oracle's ground truth, or, with people labeling, lack imported labels).
+    in_pool = set(pool.image_ids)
+    pool = CocoData(pool.path, pool.images, [a for a in labeled.annotations if a["image_id"] in in_pool],
+                    pool.categories, pool.info)
     device = resolve_device(p["device"])
     model, ckpt = (None, None)
     categories = None
@@ -364,6 +400,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, required=True)
     sp.add_argument("--out", required=True, help="labeled set (COCO JSON)")
 
+    sp = add("voc-to-coco", cmd_voc_to_coco,
+             "read PASCAL VOC XML + ImageSets into the COCO JSON the pipeline reads (difficult objects flagged)")
+    params_arg(sp)
+    sp.add_argument("--root", required=True, help="VOCdevkit folder (holding VOC2007/, VOC2012/); the JSON's file "
+                                                  "names are relative to it")
+    sp.add_argument("--sets", required=True, help="image sets, comma-separated: VOC2007/trainval,VOC2012/trainval")
+    sp.add_argument("--out", required=True, help="COCO JSON to write")
+
     sp = add("train", cmd_train, "train a detector on a labeled COCO JSON")
     params_arg(sp)
     sp.add_argument("--images", required=True, help="images folder the labeled file names are relative to")
@@ -380,6 +424,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--labeled", required=True, help="labeled set (COCO JSON)")
     sp.add_argument("--pool", required=True, help="COCO JSON of the pool (unlabeled images are drawn from it, without labels)")
     sp.add_argument("--strategy", default="miaod", help="miaod or a variant of it (params: variants)")
+    sp.add_argument("--out", required=True, help="checkpoint path (model.pt)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--state", default=None, help="resumable training state (default: <out>.resume)")
+    sp.add_argument("--summary", default=None, help="write a JSON training summary here")
+    sp.add_argument("--threads", type=int, default=0)
+
+    sp = add("train-ll4al", cmd_train_ll4al,
+             "train a detector with LL4AL's loss-prediction module on a labeled COCO JSON (one cycle)")
+    params_arg(sp)
+    sp.add_argument("--images", required=True, help="images folder the labeled file names are relative to")
+    sp.add_argument("--labeled", required=True, help="labeled set (COCO JSON)")
+    sp.add_argument("--strategy", default="ll4al", help="ll4al or a variant of it (params: variants)")
     sp.add_argument("--out", required=True, help="checkpoint path (model.pt)")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--state", default=None, help="resumable training state (default: <out>.resume)")
@@ -504,6 +560,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--imported", required=True, help="imported labels (import-labels --imported-out)")
     sp.add_argument("--budget", type=int, required=True)
     sp.add_argument("--out", required=True)
+
+    # MGRAL: lookup-record, lookup-table, train-agent, mgral-time, mgral-compute (activedet/mgral/cli.py)
+    from .mgral.cli import add_commands as add_mgral_commands
+
+    add_mgral_commands(add, params_arg)
+
+    # Paper figures and tables: paper-fig5, paper-table5, paper-fig6, ..., paper-index (activedet/paper_reports/cli.py)
+    from .paper_reports.cli import add_commands as add_paper_commands
+
+    add_paper_commands(add, params_arg)
     return parser
 
 

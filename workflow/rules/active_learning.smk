@@ -71,6 +71,8 @@ rule share_initial_detector:
         metrics=f"{EXP}/runs/{{strategy}}/seed{{seed}}/cycle0/metrics.json",
     log:
         f"{EXP}/runs/{{strategy}}/seed{{seed}}/cycle0/logs/share_initial.log",
+    benchmark:
+        f"{EXP}/runs/{{strategy}}/seed{{seed}}/cycle0/benchmarks/share_initial.tsv"
     wildcard_constraints:
         strategy=PLAIN_STRATEGIES,
     resources:
@@ -108,6 +110,34 @@ rule train_miaod:
     shell:
         "{ACTIVEDET} train-miaod --params {params.p} --images {params.images} --labeled {input.labeled}"
         " --pool {input.pool} --strategy {wildcards.strategy} --out {output.model} --summary {output.summary}"
+        " --seed {wildcards.seed} --threads {threads} > {log} 2>&1"
+
+
+# LL4AL: the plain recipe plus the loss-prediction module's ranking loss (its own model every cycle).
+rule train_ll4al:
+    input:
+        labeled=labeled_before,
+        pool=POOL_JSON,
+    output:
+        model=f"{RUN}/model.pt",
+        summary=f"{RUN}/train.json",
+    log:
+        f"{RUN}/logs/train.log",
+    benchmark:
+        f"{RUN}/benchmarks/train.tsv"
+    wildcard_constraints:
+        strategy=LL4AL_STRATEGIES,
+    params:
+        p=lambda w: param_json("device", "num_threads", "dataset.input_size", "dataset.keep_ratio",
+                               "dataset.on_box_outside", "dataset.cache_images", "detector", "train",
+                               *strategy_keys(w.strategy)),
+        images=POOL_IMAGES,
+    threads: config["resources"]["train"]["threads"]
+    resources:
+        **res("train"),
+    shell:
+        "{ACTIVEDET} train-ll4al --params {params.p} --images {params.images} --labeled {input.labeled}"
+        " --strategy {wildcards.strategy} --out {output.model} --summary {output.summary}"
         " --seed {wildcards.seed} --threads {threads} > {log} 2>&1"
 
 

@@ -38,10 +38,28 @@ elif DATASET["format"] == "coco":
             sys.exit(f"error: params.yaml: dataset.{key} must be set when dataset.format is coco")
     POOL_JSON, TEST_JSON = DATASET["pool_annotations"], DATASET["test_annotations"]
     POOL_IMAGES, TEST_IMAGES = DATASET["pool_images"], DATASET["test_images"]
+elif DATASET["format"] == "voc":
+    # PASCAL VOC: rule voc_to_coco writes the image sets' COCO JSON to <data_dir>/<name>/; its file names are
+    # relative to the VOCdevkit folder, the images folder of both splits.
+    for key, what in (("pool_images", "the VOCdevkit folder"), ("test_images", "the VOCdevkit folder"),
+                      ("pool_annotations", "image sets such as VOC2007/trainval,VOC2012/trainval"),
+                      ("test_annotations", "image sets such as VOC2007/test")):
+        if not DATASET[key]:
+            sys.exit(f"error: params.yaml: dataset.{key} must be set when dataset.format is voc ({what})")
+    DATA = f"{config['data_dir']}/{DATASET['name']}"
+    POOL_JSON, TEST_JSON = f"{DATA}/pool.json", f"{DATA}/test.json"
+    POOL_IMAGES, TEST_IMAGES = DATASET["pool_images"], DATASET["test_images"]
 else:
     sys.exit(f"error: params.yaml: dataset.format {DATASET['format']} is not supported by the pipeline yet")
 
 n_pool_hint = DATASET["digit_scenes"]["n_pool"] if DATASET["format"] == "digit_scenes" else None
+if DATASET["format"] == "voc":  # the ImageSets lists give the pool size before any conversion
+    from activedet.data.voc import count_images as voc_count_images
+
+    try:
+        n_pool_hint = voc_count_images(DATASET["pool_images"], DATASET["pool_annotations"])
+    except InputError as e:
+        sys.exit(f"error: {e}")
 if n_pool_hint is not None:
     needed = ACTIVE["initial_labeled"] + ACTIVE["budget"] * (ACTIVE["cycles"] - 1)
     if needed > n_pool_hint:
@@ -88,6 +106,8 @@ def param_json(*keys):
 # Strategies whose models come from the plain detector training, and MI-AOD's (its own rule).
 PLAIN_STRATEGIES = "|".join(n for n in STRATEGY_NAMES if STRATEGIES[base_of(n)].trainer == "detector")
 MIAOD_STRATEGIES = "|".join(n for n in STRATEGY_NAMES if base_of(n) == "miaod")
+# LL4AL's models carry its loss-prediction module, trained with the detector (rule train_ll4al).
+LL4AL_STRATEGIES = "|".join(n for n in STRATEGY_NAMES if base_of(n) == "ll4al")
 
 
 def res(kind):

@@ -9,6 +9,8 @@ rule make_dataset:
         test_images=directory(f"{config['data_dir']}/{{dataset}}/test/images"),
     log:
         f"{config['data_dir']}/{{dataset}}/make_dataset.log",
+    benchmark:
+        f"{config['data_dir']}/{{dataset}}/make_dataset.tsv"
     params:
         p=param_json("dataset.digit_scenes"),
         out=lambda w: f"{config['data_dir']}/{w.dataset}",
@@ -25,6 +27,8 @@ rule init_split:
         labeled=f"{EXP}/splits/seed{{seed}}/labeled.json",
     log:
         f"{EXP}/splits/seed{{seed}}/init_split.log",
+    benchmark:
+        f"{EXP}/splits/seed{{seed}}/init_split.tsv"
     params:
         p=param_json("dataset.on_box_outside"),
         size=ACTIVE["initial_labeled"],
@@ -33,3 +37,37 @@ rule init_split:
     shell:
         "{ACTIVEDET} init-split --params {params.p} --pool {input.pool} --size {params.size}"
         " --seed {wildcards.seed} --out {output.labeled} > {log} 2>&1"
+
+
+if DATASET["format"] == "voc":
+
+    # PASCAL VOC XML + ImageSets -> the COCO JSON every step reads (pool: e.g. VOC07+12 trainval; test: VOC07 test).
+    # Seconds of XML parsing: on a cluster it runs on the submit host.
+    from activedet.data.voc import image_set_file, parse_image_sets
+
+    rule voc_to_coco:
+        input:
+            image_sets=lambda w: [str(image_set_file(DATASET[f"{w.split}_images"], e))
+                                  for e in parse_image_sets(DATASET[f"{w.split}_annotations"])],
+        output:
+            json=f"{config['data_dir']}/{DATASET['name']}/{{split}}.json",
+        log:
+            f"{config['data_dir']}/{DATASET['name']}/voc_to_coco_{{split}}.log",
+        benchmark:
+            f"{config['data_dir']}/{DATASET['name']}/voc_to_coco_{{split}}.tsv"
+        wildcard_constraints:
+            split="pool|test",
+        params:
+            p=param_json("dataset.on_box_outside"),
+            root=lambda w: DATASET[f"{w.split}_images"],
+            sets=lambda w: DATASET[f"{w.split}_annotations"],
+        resources:
+            **res("light"),
+        shell:
+            "{ACTIVEDET} voc-to-coco --params {params.p} --root {params.root:q} --sets {params.sets:q}"
+            " --out {output.json} > {log} 2>&1"
+
+    ruleorder: voc_to_coco > make_dataset
+
+    localrules:
+        voc_to_coco,

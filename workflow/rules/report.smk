@@ -13,6 +13,8 @@ rule report:
         metrics=f"{EXP}/metrics.json",
     log:
         f"{EXP}/logs/report.log",
+    benchmark:
+        f"{EXP}/benchmarks/report.tsv"
     params:
         p=param_json("active", "dataset.on_box_outside"),
         exp=EXP,
@@ -30,6 +32,8 @@ rule paper_tables:
         tables=expand(f"{EXP}/tables/{{table}}.{{ext}}", table=PAPER_TABLES, ext=["csv", "md"]),
     log:
         f"{EXP}/logs/paper_tables.log",
+    benchmark:
+        f"{EXP}/benchmarks/paper_tables.tsv"
     params:
         tables=" ".join(PAPER_TABLES),
         out=f"{EXP}/tables",

@@ -53,7 +53,8 @@ class DetectionDataset(torch.utils.data.Dataset):
             boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
                               for a in anns], dtype=np.float32).reshape(-1, 4)
             labels = np.array([self.cat_to_label[a["category_id"]] for a in anns], dtype=np.int64)
-            difficult = np.array([bool(a.get("difficult", 0)) for a in anns], dtype=bool)
+            # Not trained on: VOC "difficult" objects and COCO crowd regions (both ignored by the metrics too).
+            difficult = np.array([bool(a.get("difficult", 0)) or bool(a.get("iscrowd", 0)) for a in anns], dtype=bool)
             self.records.append((im, boxes, labels, difficult))
         self._cache: list[torch.Tensor | None] = [None] * len(self.records)
         if cache:

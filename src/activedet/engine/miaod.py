@@ -19,7 +19,6 @@ from typing import Callable
 import torch
 
 from ..data.dataset import DetectionDataset, augment_batch
-from ..models.losses import build_targets, detection_loss
 from ..models import build_model
 from ..models.miaod import discrepancy, image_labels, image_scores, mil_instance_scores, mil_loss, pseudo_image_labels
 from ..models.retinanet import RetinaNet
@@ -45,16 +44,23 @@ def phase_iterations(phases: list[str], total: int) -> list[int]:
     return [b - a for a, b in zip([0] + bounds[:-1], bounds)]
 
 
-def head_outputs(model: RetinaNet, images: torch.Tensor) -> dict:
-    return model(images, branches=("cls", "cls2", "reg", "mil"))
+def head_outputs(model: RetinaNet, images: torch.Tensor, phase: str = "label") -> dict:
+    # The max step trains only f1/f2: backbone, f_r and f_mil run without a graph (no backward through them).
+    return model(images, branches=("cls", "cls2", "reg", "mil"),
+                 grad_branches=("cls", "cls2") if phase == "max" else None)
 
 
-def labeled_loss(model, out, images, targets, params, use_mil: bool) -> torch.Tensor:
-    """Eq. 1 (both classifiers) plus, with IUR on labeled data, the image classification loss (Eq. 6)."""
+def labeled_loss(model, out, images, targets, params, use_mil: bool, instance_loss: str = "mean") -> torch.Tensor:
+    """Eq. 1 (both classifiers) plus, with IUR on labeled data, the image classification loss (Eq. 6).
+
+    ``instance_loss``: mean - 0.5(FL(f1) + FL(f2)) as the released code; sum - FL(f1) + FL(f2), the paper's Eq. 1.
+    """
     det = params["detector"]
     anchors = model.anchors(images)
-    t = build_targets(anchors, targets, model.num_classes, det["fg_iou_threshold"], det["bg_iou_threshold"])
-    loss = detection_loss([out["cls"], out["cls2"]], out["reg"], anchors, targets, det, model.box_coder, t)["loss"]
+    losses = model.detection_loss(out, ("cls", "cls2"), anchors, targets, det)  # RetinaNet or SSD loss
+    loss = losses["loss"]
+    if instance_loss == "sum":  # loss_cls is the classifiers' mean: adding it once more makes the sum
+        loss = loss + losses["loss_cls"]
     if use_mil:
         y_cls = mil_instance_scores(out["cls"], out["cls2"], out["mil"], out["level_sizes"])
         labels = image_labels([t_["labels"] for t_ in targets], model.num_classes, images.device)
@@ -136,7 +142,8 @@ def train_miaod(params: dict, labeled: DetectionDataset, unlabeled: DetectionDat
             if cfg["augment"]["enabled"]:
                 augment_batch(images, targets, torch.Generator().manual_seed(seed * 7919 + it), cfg["augment"])
             use_mil = mcfg["iur"] and mcfg["iur_set"] in ("labeled", "all") and phase != "max"
-            loss_l = labeled_loss(model, head_outputs(model, images), images, targets, params, use_mil)
+            loss_l = labeled_loss(model, head_outputs(model, images, phase), images, targets, params, use_mil,
+                                  mcfg["instance_loss"])
             opt.zero_grad(set_to_none=True)
             loss_l.backward()
             if cfg["grad_clip"]:
@@ -145,7 +152,7 @@ def train_miaod(params: dict, labeled: DetectionDataset, unlabeled: DetectionDat
             loss_u = None
             if phase in ("min", "max"):
                 u_images, _ = load_batch(unlabeled, next(unlabeled_batches), device)
-                loss_u = unlabeled_loss(model, head_outputs(model, u_images), mcfg, maximize=phase == "max")
+                loss_u = unlabeled_loss(model, head_outputs(model, u_images, phase), mcfg, maximize=phase == "max")
                 opt.zero_grad(set_to_none=True)
                 loss_u.backward()
                 if cfg["grad_clip"]:

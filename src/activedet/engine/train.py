@@ -19,7 +19,6 @@ import torch
 from ..data.dataset import DetectionDataset, augment_batch, collate
 from ..io import InputError, atomic_path
 from ..models import build_model
-from ..models.losses import detection_loss
 
 
 def resolve_device(name: str) -> torch.device:
@@ -91,7 +90,7 @@ def load_batch(dataset: DetectionDataset, idx: list[int], device: torch.device):
     images, targets = collate([dataset[i] for i in idx])
     images = images.to(device, non_blocking=True)
     for t in targets:
-        keep = ~t["difficult"]  # VOC difficult objects are excluded from training
+        keep = ~t["difficult"]  # VOC difficult objects and COCO crowd regions are excluded from training
         t["boxes"], t["labels"] = t["boxes"][keep].to(device), t["labels"][keep].to(device)
     return images, targets
 
@@ -147,23 +146,34 @@ class Logger:
 
 
 def train_detector(params: dict, dataset: DetectionDataset, out_path: str | Path, seed: int,
-                   state_path: str | Path | None = None, log: Callable[[str], None] | None = None) -> dict:
+                   state_path: str | Path | None = None, log: Callable[[str], None] | None = None,
+                   objective=None) -> dict:
     """Train a fresh detector on ``dataset``; write the checkpoint to ``out_path``; return a summary.
 
     ``state_path`` (not a pipeline output) holds a resumable state written every
     ``train.checkpoint_every`` iterations: a killed job resumes from it and ends
     with the same weights as an uninterrupted run.
+
+    ``objective`` (e.g. ``engine.ll4al.LL4ALObjective``) adds a method's own term to the
+    detection loss with the recipe otherwise unchanged: it names the ``method`` whose
+    modules ``build_model`` attaches, its ``options``, whether it reads the FPN features
+    (``needs_features``), ``objective(model, outputs, losses, iteration, total) -> (loss, stats)``
+    and ``clip_groups(model)``, the parameter groups whose gradient norms are clipped apart.
     """
     log = log or Logger()
     cfg, det = params["train"], params["detector"]
     device = resolve_device(params["device"])
     set_threads(params["num_threads"])
     seed_everything(seed)
-    model = build_model(params, len(dataset.categories)).to(device)
+    method = objective.method if objective is not None else "detector"
+    model = build_model(params, len(dataset.categories), method).to(device)
     total = total_iterations(len(dataset), cfg)
     opt, sched = make_optimizer(model.parameters(), cfg, total)
-    digest = params_digest({"params": {k: params[k] for k in ("detector", "train")}, "seed": seed,
-                            "images": [r[0]["id"] for r in dataset.records]})
+    digest_of = {"params": {k: params[k] for k in ("detector", "train")}, "seed": seed,
+                 "images": [r[0]["id"] for r in dataset.records]}
+    if objective is not None:  # the plain detector's digest stays as it was, so its resume states stay valid
+        digest_of["method"] = {"name": method, "options": objective.options}
+    digest = params_digest(digest_of)
     start, history = 0, []
     if state_path and Path(state_path).is_file():
         state = read_resume_state(state_path, device, log)
@@ -186,24 +196,30 @@ def train_detector(params: dict, dataset: DetectionDataset, out_path: str | Path
         images, targets = load_batch(dataset, next(batches), device)
         if cfg["augment"]["enabled"]:
             augment_batch(images, targets, torch.Generator().manual_seed(seed * 7919 + it), cfg["augment"])
-        out = model(images, branches=("cls", "reg"))
-        losses = detection_loss([out["cls"]], out["reg"], model.anchors(images), targets, det, model.box_coder)
+        out = model(images, branches=("cls", "reg"), return_features=objective is not None and objective.needs_features)
+        losses = model.detection_loss(out, ("cls",), model.anchors(images), targets, det)  # RetinaNet or SSD loss
+        total_loss, stats = losses["loss"], {}
+        if objective is not None:
+            method_loss, stats = objective(model, out, losses, it, total)
+            total_loss = total_loss + method_loss
         opt.zero_grad(set_to_none=True)
-        losses["loss"].backward()
+        total_loss.backward()
         if cfg["grad_clip"]:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+            for group in objective.clip_groups(model) if objective is not None else [model.parameters()]:
+                torch.nn.utils.clip_grad_norm_(group, cfg["grad_clip"])
         opt.step()
         sched.step()
         loss = float(losses["loss"].detach())
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"training diverged at iteration {it} (loss {loss}); lower train.lr")
+        if not math.isfinite(float(total_loss.detach())):
+            raise FloatingPointError(f"training diverged at iteration {it} (loss {float(total_loss.detach())}); "
+                                     f"lower train.lr")
         running = loss if it == start else 0.9 * running + 0.1 * loss
         if progress:
             progress.update(1)
             progress.set_postfix(loss=f"{running:.3f}")
         if (it + 1) % 50 == 0 or it + 1 == total:
             history.append({"iteration": it + 1, "loss": loss, "loss_cls": float(losses["loss_cls"].detach()),
-                            "loss_reg": float(losses["loss_reg"].detach()), "lr": opt.param_groups[0]["lr"]})
+                            "loss_reg": float(losses["loss_reg"].detach()), "lr": opt.param_groups[0]["lr"], **stats})
             if not progress:
                 log(f"iter {it + 1}/{total} loss {running:.4f} lr {opt.param_groups[0]['lr']:.5f}")
         if state_path and cfg["checkpoint_every"] and (it + 1) % cfg["checkpoint_every"] == 0 and it + 1 < total:
@@ -217,6 +233,8 @@ def train_detector(params: dict, dataset: DetectionDataset, out_path: str | Path
     ckpt = {"model": model.state_dict(), "optimizer": opt.state_dict(), "lr_scheduler": sched.state_dict(),
             "epoch": total / n_per_epoch, "iteration": total, "params": params, "seed": seed,
             "categories": dataset.categories, "history": history, "n_images": len(dataset)}
+    if objective is not None:  # load_model rebuilds the method's modules; plain checkpoints stay as they were
+        ckpt["method"] = method
     save_checkpoint(out_path, ckpt)
     if state_path and Path(state_path).is_file():
         Path(state_path).unlink()

@@ -80,7 +80,11 @@ def select_from_folder(images_dir: str | Path, labeled_path: str | Path, model_p
     # Strategies without a model (random) read only the image records: decoding every image would be wasted.
     pool = DetectionDataset(combined, images_dir, ds["input_size"], ds["keep_ratio"],
                             cache=ds["cache_images"] and strategy.needs_model, categories=ckpt["categories"])
-    scores = strategy.score(model if strategy.needs_model else None, pool, set(labeled.image_ids), dev, batch_size)
+    if hasattr(strategy, "select_in_process"):  # MGRAL: lookup table and agent trained here, on this folder
+        scores = strategy.select_in_process(model, ckpt, params, pool, labeled, budget, seed, dev, batch_size)
+    else:
+        scores = strategy.score(model if strategy.needs_model else None, pool, set(labeled.image_ids), dev,
+                                batch_size)
     chosen = strategy.select(scores, budget, np.random.default_rng(seed))
     score_of = scores.set_index("image_id")["score"]
     by_id = {im["id"]: im for im in combined.images}

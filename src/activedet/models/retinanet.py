@@ -19,6 +19,7 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import batched_nms, clip_boxes_to_image
 
 from .backbones import BACKBONES
+from .losses import detection_loss
 
 PRIOR_PROB = 0.01  # output bias -log((1 - p) / p) = -log(99), as in RetinaNet and MI-AOD
 
@@ -84,10 +85,19 @@ class RetinaNet(nn.Module):
                                 "candidates_per_image": 1000}
 
     def forward(self, images: torch.Tensor, branches: tuple[str, ...] | None = None,
-                return_features: bool = False) -> dict:
-        features = self.backbone(images)
+                return_features: bool = False, grad_branches: tuple[str, ...] | None = None) -> dict:
+        """Branch outputs ``[B, anchors, K]``; ``grad_branches``: only these need autograd.
+
+        With ``grad_branches`` the backbone and the other branches run under ``no_grad``
+        (same values, no graph): MI-AOD's max step trains f1/f2 alone.
+        """
         names = branches if branches is not None else tuple(self.branches)
-        out = {name: self.branches[name](features) for name in names}
+        with torch.set_grad_enabled(torch.is_grad_enabled() and grad_branches is None):
+            features = self.backbone(images)
+            out = {name: self.branches[name](features) for name in names
+                   if grad_branches is None or name not in grad_branches}
+        out.update({name: self.branches[name](features) for name in names if name not in out})
+        out = {name: out[name] for name in names}
         out["level_sizes"] = [f.shape[-2] * f.shape[-1] * self.num_anchors for f in features]
         if return_features:
             out["features"] = features
@@ -107,6 +117,12 @@ class RetinaNet(nn.Module):
             # torchvision's AnchorGenerator needs an ImageList; the anchors are identical for every image.
             self._anchor_cache[key] = self.anchor_generator(ImageList(images[:1], [(H, W)]), grids)[0]
         return self._anchor_cache[key]
+
+    def detection_loss(self, out: dict, classifiers: tuple[str, ...], anchors: torch.Tensor, targets: list[dict],
+                       cfg: dict, t: dict | None = None) -> dict:
+        """The RetinaNet loss of the named classifier branches (``losses.detection_loss``); SSD has its own."""
+        return detection_loss([out[name] for name in classifiers], out["reg"], anchors, targets, cfg,
+                              self.box_coder, t)
 
     @torch.no_grad()
     def postprocess(self, cls_logits: torch.Tensor, reg: torch.Tensor, anchors: torch.Tensor,

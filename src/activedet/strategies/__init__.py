@@ -1,7 +1,11 @@
 """Selection strategies: a plain name -> class dict."""
 from .base import Strategy
+from .cdal import CDALStrategy
 from .coreset import CoresetStrategy
+from .ebal import EBALStrategy
 from .entropy import EntropyStrategy
+from .ll4al import LL4ALStrategy
+from .mgral import MGRALStrategy
 from .miaod import MIAODStrategy
 from .random import RandomStrategy
 
@@ -10,6 +14,12 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "entropy": EntropyStrategy,
     "coreset": CoresetStrategy,
     "miaod": MIAODStrategy,
+    # baselines of the MI-AOD and MGRAL papers
+    "ll4al": LL4ALStrategy,
+    "cdal": CDALStrategy,
+    "ebal": EBALStrategy,
+    # MGRAL: LSTM agent trained by policy gradient on a lookup table of proxy mAPs (activedet.mgral)
+    "mgral": MGRALStrategy,
 }
 
 

@@ -1,7 +1,7 @@
 """Core-set (Sener & Savarese 2018): k-center greedy on pooled neck features."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pandas as pd
@@ -12,30 +12,39 @@ if TYPE_CHECKING:
     import torch
 
 
-def k_center_greedy(features: torch.Tensor, is_center: torch.Tensor, budget: int, chunk: int = 4096) -> list[int]:
+def euclidean(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Pairwise Euclidean distances [n, m]."""
+    import torch
+
+    return torch.cdist(x, y)
+
+
+def k_center_greedy(features: torch.Tensor, is_center: torch.Tensor, budget: int, chunk: int = 4096,
+                    distance: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = euclidean) -> list[int]:
     """Indices of ``budget`` new centres, each the point farthest from all current centres.
 
-    Distances are Euclidean, computed batched with ``torch.cdist``; with no
-    initial centre the first pick is the point farthest from the feature mean.
+    ``distance(x [n, d], y [m, d]) -> [n, m]`` is batched: Euclidean (``torch.cdist``) by
+    default, CDAL's symmetric KL for CDAL. With no initial centre the first pick is the point
+    farthest from the feature mean. Floating features keep their dtype (integers become float32).
     """
     import torch
 
-    x = features.float()
+    x = features if features.is_floating_point() else features.float()
     n = x.shape[0]
     centers = torch.nonzero(is_center).flatten()
     if len(centers):
-        min_dist = torch.full((n,), float("inf"))
+        min_dist = torch.full((n,), float("inf"), dtype=x.dtype)
         for s in range(0, len(centers), chunk):
-            d = torch.cdist(x, x[centers[s:s + chunk]])
+            d = distance(x, x[centers[s:s + chunk]])
             min_dist = torch.minimum(min_dist, d.min(dim=1).values)
     else:
-        min_dist = torch.cdist(x, x.mean(0, keepdim=True)).flatten()
+        min_dist = distance(x, x.mean(0, keepdim=True)).flatten()
     min_dist[is_center] = -1.0
     chosen: list[int] = []
     for _ in range(budget):
         i = int(torch.argmax(min_dist))
         chosen.append(i)
-        d = torch.cdist(x, x[i:i + 1]).flatten()
+        d = distance(x, x[i:i + 1]).flatten()
         # The mean only picks the first centre; it is not a centre itself, so its distances are dropped.
         min_dist = torch.minimum(min_dist, d) if len(centers) or len(chosen) > 1 else d
         min_dist[i] = -1.0

@@ -1,0 +1,158 @@
+"""MGRAL's CLI steps: ``lookup-record``, ``lookup-table``, ``train-agent``, ``mgral-time``, ``mgral-compute``.
+
+Registered into ``python -m activedet`` by :func:`add_commands`; torch is imported inside the steps only.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+from ..io import InputError, read_json, write_json
+
+
+def _common(args):
+    """Params (threads set), the MGRAL options of ``--strategy``, the labeled set and the pool."""
+    from ..cli import _load, _params, _threads
+    from ..strategies import resolve
+
+    p = _params(args)
+    _threads(p, args)
+    base, options = resolve(args.strategy, p)
+    if base != "mgral":
+        raise InputError(f"{args.command}: --strategy {args.strategy} is not MGRAL or one of its variants")
+    labeled = _load(args.labeled, p)
+    pool = _load(args.pool, p)
+    if not labeled.annotations:
+        raise InputError(f"{args.labeled}: the labeled set has no boxes at all; nothing to train on")
+    return p, options, labeled, pool
+
+
+def _check_budget(args, n_unlabeled: int) -> None:
+    if args.budget < 1:
+        raise InputError(f"--budget must be at least 1, got {args.budget}")
+    if args.budget > n_unlabeled:
+        raise InputError(f"{args.pool}: active.budget ({args.budget}) is larger than the unlabeled pool "
+                         f"({n_unlabeled} images left); lower active.budget or active.cycles")
+
+
+def cmd_lookup_record(args) -> int:
+    from ..data.splits import unlabeled_ids
+    from .proxy import ProxyRunner
+    from .steps import lookup_record
+
+    p, options, labeled, pool = _common(args)
+    _check_budget(args, len(unlabeled_ids(pool, labeled)))
+    runner = ProxyRunner(p, options, args.model, labeled, pool, args.images, args.seed)
+    rec = lookup_record(runner, labeled, pool, args.seed, args.cycle, args.record, args.budget)
+    write_json(args.out, rec)
+    print(f"{args.out}: record {args.record}: proxy mAP@0.5 {rec['map50']:.4f} (teacher {rec['teacher_map50']:.4f}) "
+          f"on {rec['n_val']} validation images in {rec['seconds']:.1f}s")
+    return 0
+
+
+def cmd_lookup_table(args) -> int:
+    from .steps import gather_table, write_parquet
+
+    records = [read_json(path) for path in args.records]
+    table = gather_table(records, [str(path) for path in args.records])
+    write_parquet(args.out, table)
+    print(f"{args.out}: {len(table)} records, proxy mAP@0.5 {table['map50'].mean():.4f} ± {table['map50'].std():.4f}, "
+          f"{table['seconds'].sum():.1f}s of proxy training")
+    return 0
+
+
+def cmd_train_agent(args) -> int:
+    from ..engine.train import Logger
+    from .proxy import ProxyRunner
+    from .steps import read_embeddings, read_table, save_agent, train_agent_step, write_parquet
+
+    t0 = time.perf_counter()
+    p, options, labeled, pool = _common(args)
+    emb = read_embeddings(args.scores)
+    _check_budget(args, int((~emb["labeled"]).sum()))
+    table = read_table(args.table)
+
+    def runner():  # built on the first fallback only: it loads the detector and the labeled images
+        return ProxyRunner(p, options, args.model, labeled, pool, args.images, args.seed)
+
+    log = Logger()
+    agent, scores, compute = train_agent_step(options, emb, table, labeled, args.budget, args.seed, args.cycle,
+                                              runner, (str(args.scores), str(args.table)), log)
+    save_agent(args.out, agent, options, [int(i) for i in scores.loc[~scores["labeled"], "image_id"]], args.seed,
+               args.cycle)
+    write_parquet(args.scores_out, scores)
+    compute.update(strategy=args.strategy, total_seconds=time.perf_counter() - t0)
+    write_json(args.compute, compute)
+    print(json.dumps({k: compute[k] for k in ("records", "fallbacks", "fallback_seconds", "agent_iterations",
+                                             "agent_seconds", "mean_reward_lookup_seconds")}))
+    return 0
+
+
+def cmd_mgral_time(args) -> int:
+    from .measure import time_table, write_time_table
+
+    p, options, labeled, pool = _common(args)
+    df = time_table(p, options, args.model, args.images, labeled, pool, args.budget, args.seed, args.iterations)
+    for path in write_time_table(df, args.out_dir):
+        print(path)
+    return 0
+
+
+def cmd_mgral_compute(args) -> int:
+    from .measure import compute_table, write_compute_table
+
+    df = compute_table(args.experiment_dir, args.strategies, args.seeds, args.cycles)
+    for path in write_compute_table(df, args.out_dir):
+        print(path)
+    return 0
+
+
+def add_commands(add, params_arg) -> None:
+    """Add MGRAL's steps to the ``python -m activedet`` parser (``add(name, fn, help)`` makes a subparser)."""
+
+    def cycle_inputs(sp, with_model=True):
+        params_arg(sp)
+        sp.add_argument("--strategy", default="mgral", help="mgral or a variant of it (params: variants)")
+        if with_model:
+            sp.add_argument("--model", required=True, help="the cycle's detector (model.pt): teacher and warm start")
+        sp.add_argument("--images", required=True, help="images folder of the pool")
+        sp.add_argument("--labeled", required=True, help="labeled set of the cycle (COCO JSON)")
+        sp.add_argument("--pool", required=True, help="COCO JSON of the pool (candidates enter without their labels)")
+        sp.add_argument("--budget", type=int, required=True, help="images per batch (active.budget)")
+        sp.add_argument("--seed", type=int, default=0)
+        sp.add_argument("--threads", type=int, default=0)
+
+    sp = add("lookup-record", cmd_lookup_record,
+             "MGRAL: one lookup-table record - a random candidate batch and its semi-supervised proxy mAP")
+    cycle_inputs(sp)
+    sp.add_argument("--cycle", type=int, required=True)
+    sp.add_argument("--record", type=int, required=True, help="record number (its batch and proxy seed)")
+    sp.add_argument("--out", required=True, help="record JSON")
+
+    sp = add("lookup-table", cmd_lookup_table, "MGRAL: gather a cycle's records into the lookup table (parquet)")
+    sp.add_argument("--records", nargs="+", required=True, help="record JSONs of one cycle")
+    sp.add_argument("--out", required=True, help="lookup_table.parquet")
+
+    sp = add("train-agent", cmd_train_agent,
+             "MGRAL: train the sampling agent on the lookup table; write it, its pool scores and the compute spent")
+    cycle_inputs(sp)
+    sp.add_argument("--cycle", type=int, required=True)
+    sp.add_argument("--scores", required=True, help="embeddings of the pool (score --strategy mgral)")
+    sp.add_argument("--table", required=True, help="lookup_table.parquet of the cycle")
+    sp.add_argument("--out", required=True, help="agent checkpoint (agent.pt)")
+    sp.add_argument("--scores-out", required=True, help="the agent's scores of the pool (select reads them)")
+    sp.add_argument("--compute", required=True, help="JSON of the compute spent (records, fallbacks, agent)")
+
+    sp = add("mgral-time", cmd_mgral_time,
+             "MGRAL: measure the paper's time table (10 agent iterations with / without the lookup table, one cycle)")
+    cycle_inputs(sp)
+    sp.add_argument("--iterations", type=int, default=10, help="agent iterations timed (paper: 10)")
+    sp.add_argument("--out-dir", required=True, help="writes mgral_time.csv and mgral_time.md here")
+
+    sp = add("mgral-compute", cmd_mgral_compute,
+             "MGRAL: compute spent per seed and cycle (proxy runs, fallbacks, agent) beside the mAP reached")
+    sp.add_argument("--experiment-dir", required=True, help="results/<experiment>")
+    sp.add_argument("--strategies", nargs="+", required=True, help="mgral and its variants in the experiment")
+    sp.add_argument("--seeds", type=int, nargs="+", required=True)
+    sp.add_argument("--cycles", type=int, required=True, help="active.cycles")
+    sp.add_argument("--out-dir", required=True, help="writes mgral_compute.csv and mgral_compute.md here")

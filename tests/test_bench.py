@@ -1,0 +1,285 @@
+"""The benchmark suite: its statistics, goals, CSV merging, experiment readers, derived pools, and a --quick run."""
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # bench/ is a folder of the repository, not part of the installed package
+
+from bench.common import COLUMNS, Context, describe, goal_met, loglog_slope, parse_goal, write_csv
+from bench.data import DerivedPool
+from bench.end_to_end import job_seconds, last_run_log, parse_log
+from bench.evaluation import pycocotools_stats, synthetic_detections
+from bench.miaod import experiment_ratios
+
+
+def make_ctx(tmp_path, quick=True) -> Context:
+    return Context(device=torch.device("cpu"), quick=quick, out=tmp_path / "bench.csv", params={}, experiment=None,
+                   repeats=1, machine="test machine")
+
+
+# ------------------------------------------------------------------ statistics and goals
+def test_describe_is_median_iqr_min_max():
+    d = describe([4, 1, 100, 3, 2])
+    assert d == {"value": 3.0, "spread": 2.0, "min": 1.0, "max": 100.0, "repeats": 5}  # q1 = 2, q3 = 4
+    assert describe([7.5]) == {"value": 7.5, "spread": 0.0, "min": 7.5, "max": 7.5, "repeats": 1}
+    with pytest.raises(ValueError):
+        describe([])
+
+
+def test_goals():
+    assert goal_met(">= 0.8", 0.8) is True and goal_met(">= 0.8", 0.7999) is False
+    assert goal_met("<= 1e-6", 0.0) is True and goal_met("<= 1e-6", 2e-6) is False
+    assert goal_met("<= 1.25", float("nan")) is None and goal_met("", 3.0) is None
+    assert parse_goal(">= 1e4")[1] == 1e4
+    with pytest.raises(ValueError):
+        parse_goal("> 3")
+
+
+@pytest.mark.parametrize("k", [0.5, 1.0, 2.0])
+def test_loglog_slope_recovers_the_exponent(k):
+    n = np.array([1000, 2000, 4000, 8000])
+    assert loglog_slope(n, 3e-4 * n ** k) == pytest.approx(k, abs=1e-9)
+
+
+def test_add_computes_ratio_and_goal(tmp_path, capsys):
+    ctx = make_ctx(tmp_path)
+    r = ctx.add("s", "plain", [2.0, 4.0, 3.0], "s", reference="ref", reference_values=[1.0, 2.0, 1.5], goal="<= 1.25")
+    assert r["value"] == 3.0 and r["reference_value"] == 1.5 and r["ratio"] == 2.0 and r["met"] is False
+    # paired: the ratio is the median of the per-pair ratios, not the ratio of medians
+    r = ctx.add("s", "paired", [1.0, 10.0, 3.0], "s", reference="ref", reference_values=[2.0, 5.0, 1.0],
+                ratio_values=[0.5, 2.0, 3.0], goal=">= 0.9")
+    assert r["ratio"] == 2.0 and r["ratio_spread"] == pytest.approx(1.25) and r["met"] is True
+    r = ctx.add("s", "alone", 0.95, "", goal=">= 0.9")  # no reference: the goal applies to the value
+    assert math.isnan(r["ratio"]) and r["met"] is True and r["repeats"] == 1
+    ctx.unavailable("s", "missing", "no data")
+    assert ctx.rows[-1]["repeats"] == 0 and ctx.rows[-1]["note"] == "not available: no data"
+    assert "goal <= 1.25: NOT met" in capsys.readouterr().out
+
+
+def test_write_csv_replaces_rows_with_the_same_key_only(tmp_path):
+    path = tmp_path / "bench.csv"
+    ctx = make_ctx(tmp_path)
+    ctx.add("a", "x", 1.0, "s")
+    ctx.add("b", "y", 2.0, "s")
+    write_csv(ctx.rows, path)
+    ctx2 = make_ctx(tmp_path)
+    ctx2.add("a", "x", 5.0, "s")
+    ctx2.add("a", "z", 6.0, "s")
+    df = write_csv(ctx2.rows, path)
+    assert list(pd.read_csv(path).columns) == COLUMNS
+    got = {(r.section, r.name): r.value for r in pd.read_csv(path).itertuples()}
+    assert got == {("a", "x"): 5.0, ("b", "y"): 2.0, ("a", "z"): 6.0} and len(df) == 3
+    # the same figure from another device is kept beside it
+    gpu = [dict(ctx2.rows[0], device="cuda (H100)", value=0.5)]
+    write_csv(gpu, path)
+    assert len(pd.read_csv(path)) == 4
+    # a CSV of the earlier format (no section column) is replaced, not merged into garbage
+    pd.DataFrame({"benchmark": ["old"], "value": [1.0]}).to_csv(path, index=False)
+    write_csv(ctx.rows, path)
+    assert list(pd.read_csv(path)["name"]) == ["x", "y"]
+
+
+# ------------------------------------------------------------------ experiment readers
+def _tsv(path: Path, seconds: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"s\th:m:s\tmax_rss\n{seconds}\t0:00:00\t1.0\n")
+
+
+def _json(path: Path, **kv) -> None:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(kv))
+
+
+def fake_experiment(exp: Path) -> None:
+    """Benchmarks of a tiny experiment with hand-chosen seconds (the totals are worked out in the tests)."""
+    _tsv(exp / "initial/seed0/benchmark.tsv", 50)  # train 40 in-process + evaluate 6 + 4 start-up
+    _json(exp / "initial/seed0/train.json", seconds=40)
+    _json(exp / "initial/seed0/metrics.json", seconds=6)
+    r0 = exp / "runs/random/seed0/cycle0"
+    _tsv(r0 / "benchmarks/score.tsv", 5)
+    _json(r0 / "score.json", score_seconds=1)
+    _tsv(r0 / "benchmarks/select.tsv", 2)
+    _tsv(r0 / "benchmarks/merge.tsv", 1)
+    m0 = exp / "runs/miaod/seed0/cycle0"
+    _tsv(m0 / "benchmarks/train.tsv", 45)
+    _json(m0 / "train.json", seconds=40)
+    _tsv(m0 / "benchmarks/evaluate.tsv", 7)
+    _tsv(m0 / "benchmarks/score.tsv", 6)
+    _json(m0 / "score.json", score_seconds=3)
+    _tsv(m0 / "benchmarks/select.tsv", 2)
+    _tsv(m0 / "benchmarks/merge.tsv", 1)
+    for seed, (rt, rc, re_, mt, mc, me) in {0: (30, 25, 7, 48, 42, 8), 1: (20, 18, 5, 30, 27, 5)}.items():
+        r1, m1 = exp / f"runs/random/seed{seed}/cycle1", exp / f"runs/miaod/seed{seed}/cycle1"
+        _tsv(r1 / "benchmarks/train.tsv", rt)
+        _json(r1 / "train.json", seconds=rc)
+        _tsv(r1 / "benchmarks/evaluate.tsv", re_)
+        _tsv(m1 / "benchmarks/train.tsv", mt)
+        _json(m1 / "train.json", seconds=mc)
+        _tsv(m1 / "benchmarks/evaluate.tsv", me)
+
+
+def fake_log(path: Path, start: float, elapsed: str, finished: bool = True, jobs: int = 17) -> None:
+    date = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(start))
+    text = (f"SNAKEMAKE\n=========\n  Date: {date}\n  Command: snakemake --cores all\n"
+            f"job      count\n-----  -----\ntrain_detector 2\ntotal     {jobs}\n\n")
+    if finished:
+        text += f"{jobs} of {jobs} steps (100%) done\nElapsed time: {elapsed}\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+# training 40+25+18+40+42+27, scoring 1+3, selection 2+2, evaluation 6+7+5+7+8+5,
+# bookkeeping = job seconds outside the in-process compute: 4 + 4+1 + 5+2 + 5+3+1 + 6+3
+SPLIT = {"training": 192.0, "scoring": 4.0, "selection": 4.0, "evaluation": 38.0, "bookkeeping": 34.0}
+
+
+def test_job_seconds_split_by_category(tmp_path):
+    fake_experiment(tmp_path / "exp")
+    got = job_seconds(tmp_path / "exp")
+    assert got == pytest.approx(SPLIT)
+    assert sum(got.values()) == pytest.approx(50 + 5 + 2 + 1 + 45 + 7 + 6 + 2 + 1 + 30 + 7 + 20 + 5 + 48 + 8 + 30 + 5)
+
+
+def test_last_run_log_picks_the_run_that_wrote_the_experiment(tmp_path):
+    exp = tmp_path / "exp"
+    fake_experiment(exp)
+    start = float(int(time.time())) - 10_000
+    for f in exp.rglob("*.tsv"):
+        os.utime(f, (start + 60, start + 60))
+    later = exp / "runs/random/seed0/cycle0/benchmarks/merge.tsv"  # a job of a later run
+    os.utime(later, (start + 5000, start + 5000))
+    logs = tmp_path / "logs"
+    fake_log(logs / "2020-01-01T000000.000000.snakemake.log", start, "0:02:16")
+    fake_log(logs / "2020-01-02T000000.000000.snakemake.log", start + 2000, "0:00:05")  # wrote nothing of exp
+    fake_log(logs / "2020-01-03T000000.000000.snakemake.log", start + 4900, "0:00:00", finished=False)
+    info = last_run_log(exp, logs)
+    assert info["path"].endswith("2020-01-01T000000.000000.snakemake.log")
+    assert info["seconds"] == 136.0 and info["jobs"] == 17 and info["command"] == "snakemake --cores all"
+    got = job_seconds(exp, *info["window"])
+    assert got == pytest.approx(dict(SPLIT, bookkeeping=33.0))  # the later merge job is not this run's
+    assert parse_log(logs / "2020-01-03T000000.000000.snakemake.log") is None
+    fake_log(logs / "x.snakemake.log", start, "1 day, 2:00:01.5")
+    assert parse_log(logs / "x.snakemake.log")["seconds"] == 86400 + 7201.5
+
+
+def test_miaod_cycle_ratios_pair_seed_and_cycle(tmp_path):
+    fake_experiment(tmp_path / "exp")
+    r = experiment_ratios(tmp_path / "exp")
+    # cycle 0 of random has no train job of its own (the shared initial model): only cycle 1 pairs
+    assert r["cycle"] == pytest.approx([(48 + 8) / (30 + 7), (30 + 5) / (20 + 5)])
+    assert r["train"] == pytest.approx([48 / 30, 30 / 20])
+    assert r["train_compute"] == pytest.approx([42 / 25, 27 / 18])
+
+
+# ------------------------------------------------------------------ inputs
+class _Base:
+    """Two 4x6 images with one box each: what DerivedPool needs of a DetectionDataset."""
+
+    categories = [{"id": 1, "name": "a"}]
+
+    def __init__(self):
+        g = torch.Generator().manual_seed(0)
+        self.images = [torch.randint(0, 255, (3, 4, 6), generator=g, dtype=torch.uint8) for _ in range(2)]
+        self.records = [({"id": 10 + i, "width": 6, "height": 4, "file_name": f"{i}.png"}, None, None, None)
+                        for i in range(2)]
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        return self.images[i], {"boxes": torch.tensor([[1.0, 0.0, 2.0, 3.0]]), "image_id": 10 + i}
+
+
+def test_derived_pool_flips_and_permutes_distinct_copies():
+    base = _Base()
+    pool = DerivedPool(base, 24)
+    assert len(pool) == 24 and [r[0]["id"] for r in pool.records] == list(range(1, 25))
+    img0, t0 = pool[0]
+    assert torch.equal(img0, base.images[0]) and t0["image_id"] == 1
+    # images 2..: variant 1 = no flip, channels (0, 2, 1); variant 3 = no flip ...; variant 6 = flipped
+    img, t = pool[2 * 6]
+    assert torch.equal(img, base.images[0].flip(-1))
+    assert t["boxes"].tolist() == [[4.0, 0.0, 5.0, 3.0]] and t["image_id"] == 13
+    img, _ = pool[3]
+    assert torch.equal(img, base.images[1][[0, 2, 1]])
+    flat = {tuple(pool[i][0].flatten().tolist()) for i in range(24)}
+    assert len(flat) == 24  # every derived image differs
+    with pytest.raises(ValueError):
+        DerivedPool(base, 25)
+
+
+def test_synthetic_detections_are_fixed_and_evaluate_like_pycocotools():
+    from activedet.evaluation.coco import COCO_STAT_NAMES, coco_evaluate
+
+    gt = {"info": {}, "licenses": [], "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
+          "images": [{"id": i, "width": 64, "height": 64, "file_name": f"{i}.png"} for i in (1, 2, 3)],
+          "annotations": [{"id": k, "image_id": 1 + k % 3, "category_id": 1 + k % 2, "bbox": [5.0 + k, 6.0, 20.0, 18.0],
+                           "area": 360.0, "iscrowd": 0} for k in range(7)]}
+    dets = synthetic_detections(gt, per_image=30)
+    assert dets == synthetic_detections(gt, per_image=30)
+    assert [sum(d["image_id"] == i for d in dets) for i in (1, 2, 3)] == [30, 30, 30]
+    ours = coco_evaluate(gt, dets)
+    ref = pycocotools_stats(gt, dets)
+    assert np.abs(np.array([ours[k] for k in COCO_STAT_NAMES]) - ref).max() <= 1e-12
+    assert 0 < ours["AP50"] <= 1
+
+
+# ------------------------------------------------------------------ the suite itself
+@pytest.mark.slow
+def test_quick_run_writes_every_section(tmp_path):
+    exp = tmp_path / "exp"
+    fake_experiment(exp)
+    start = float(int(time.time())) - 1000
+    for f in exp.rglob("*.tsv"):
+        os.utime(f, (start + 10, start + 10))
+    fake_log(tmp_path / "logs" / "a.snakemake.log", start, "0:02:16")
+    out = tmp_path / "bench" / "bench.csv"
+    p = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(out), "--experiment", str(exp),
+                        "--snakemake-logs", str(tmp_path / "logs")], cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, "MPLBACKEND": "Agg"})
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    df = pd.read_csv(out)
+    assert list(df.columns) == COLUMNS
+    sections = set(df["section"])
+    assert {"1 detector", "2 miaod", "3 scoring", "4 evaluation", "5 mgral", "6 end to end", "7 scaling"} <= sections
+    assert not (df["name"] == "section failed").any()
+    measured = df[df["repeats"] > 0]
+    assert np.isfinite(measured["value"]).all() and (measured["min"] <= measured["value"]).all()
+    assert (measured["value"] <= measured["max"]).all()
+    timed = measured[measured["unit"].isin(["s", "ms", "images/s", "GFLOP/s", "MFLOP"])]
+    assert (timed["value"] > 0).all()
+    unpaired = measured[measured["reference_value"].notna() & measured["ratio_spread"].isna()]
+    assert np.allclose(unpaired["ratio"], unpaired["value"] / unpaired["reference_value"])
+    with_goal = measured[measured["goal"].notna()]
+    assert with_goal["met"].notna().all()
+    by_name = df.set_index(["section", "name"])
+    assert by_name.loc[("4 evaluation", "COCO stats: max |ours - pycocotools| over the 12 stats"), "value"] <= 1e-6
+    # items 2 and 6 read the fake experiment: hand-computed figures
+    cycle = by_name.loc[("2 miaod", "MI-AOD cycle time / random cycle time")]
+    assert cycle["value"] == pytest.approx(np.median([56 / 37, 35 / 25]), rel=1e-5) and cycle["repeats"] == 2
+    assert by_name.loc[("6 end to end", "wall time of the run"), "value"] == 136
+    assert by_name.loc[("6 end to end", "training: share of the wall time"), "value"] == pytest.approx(96.0)
+    assert by_name.loc[("6 end to end", "evaluation: share of the wall time"), "ratio"] == pytest.approx(38 / 272)
+    # every registered strategy is scored (or says why not) and scaled over three pool sizes
+    from activedet.strategies import STRATEGIES
+
+    scoring = df[df["section"] == "3 scoring"]["name"]
+    for name in STRATEGIES:
+        assert scoring.str.startswith(f"{name}:").any(), name
+    assert df["name"].str.match(r"coreset: scoring, 112 images").any()
+    assert df["name"].str.match(r"coreset: k-center greedy, 4 centres from 112 images").any()
+    assert (tmp_path / "bench" / "scaling_quick_cpu.png").is_file()
+    assert not list((tmp_path / "bench").glob(".scratch-*"))  # the scratch folder is removed
