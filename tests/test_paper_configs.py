@@ -174,6 +174,7 @@ def test_slurm_profile_dry_run_requests_a_gpu_for_training_jobs(tmp_path):
     assert "Group job posttrain_miaod_0_1 " in out and "Group job posttrain_random_3_5 " in out
     profile = yaml.safe_load((ROOT / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
     assert profile["executor"] == "slurm" and profile["rerun-incomplete"] is True and profile["retries"] >= 1
+    assert profile["set-resource-scopes"] == {"gpu": "local"} and profile["resources"] == {"gpu": 1}
     assert not any("gres" in str(v) or "gpus" in str(v) for v in profile["default-resources"].values())
 
 

@@ -6,6 +6,7 @@ skipped otherwise, and where an /etc/slurm/slurm.conf exists that .ci/slurm-up d
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -66,8 +67,17 @@ def cluster(tmp_path_factory):
 
 
 # One strategy that needs a model, three cycles: cycle 1 has both an evaluation and a scoring job,
-# which the profile groups into one SLURM job.
-PARAMS = {"active.strategies": ["entropy"], "active.cycles": 3}
+# which the profile groups into one SLURM job. Training and scoring ask for a GPU as on a GPU cluster:
+# .ci/slurm-up gives the node two stand-in GPUs, and the jobs run on the CPU (device: cpu).
+PARAMS = {"active.strategies": ["entropy"], "active.cycles": 3,
+          "resources.train": {"threads": 1, "mem_mb": 1000, "runtime": 10, "gpu": 1},
+          "resources.score": {"threads": 1, "mem_mb": 1000, "runtime": 10, "gpu": 1}}
+
+
+def slurm_job(job_id: str) -> dict:
+    """``scontrol show job`` as a dict (finished jobs stay listed for MinJobAge, 600 s here)."""
+    out = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, check=True).stdout
+    return dict(field.split("=", 1) for field in out.split() if "=" in field)
 
 
 def snakemake(d: Path, *args) -> tuple[subprocess.CompletedProcess, float]:
@@ -100,14 +110,23 @@ def test_tiny_pipeline_through_the_slurm_profile_equals_a_local_run(tmp_path, cl
 
     # Every job but the localrules went through sbatch; evaluation + scoring of cycle 1 were one job.
     log = run.stdout + run.stderr
-    submitted = [line for line in log.splitlines() if "has been submitted with SLURM jobid" in line]
-    slurm_logs = {p.name for p in (on_slurm / ".snakemake" / "slurm_logs").iterdir()}
-    assert {"rule_make_dataset", "rule_train_initial_detector", "rule_train_detector"} <= slurm_logs, slurm_logs
-    assert "group_posttrain_entropy_0_1_evaluate_score_uncertainty" in slurm_logs, slurm_logs
+    submitted = {}  # slurm_logs folder (rule or group) -> SLURM job ids
+    for m in re.finditer(r"submitted with SLURM jobid (\d+) \(log: .*/slurm_logs/([^/]+)/", log):
+        submitted.setdefault(m.group(2), []).append(m.group(1))
+    assert {"rule_make_dataset", "rule_train_initial_detector", "rule_train_detector"} <= set(submitted), submitted
     assert not any(p.startswith(("rule_select_batch", "rule_merge_labels", "rule_init_split", "rule_report"))
-                   for p in slurm_logs)
+                   for p in submitted)
     # make_dataset, train_initial, 2 x train, score@0, [evaluate+score]@1, evaluate@2
-    assert len(submitted) == 7, submitted
+    assert sum(len(ids) for ids in submitted.values()) == 7, submitted
+    # GPU and wall time from the rules' resources: one GPU per training job, and one (not two) for the
+    # group, whose jobs run one after the other within the sum of their runtimes
+    (group,) = submitted["group_posttrain_entropy_0_1_evaluate_score_uncertainty"]
+    assert slurm_job(group)["TresPerJob"] == "gres:gpu:1" and slurm_job(group)["TimeLimit"] == "00:20:00"
+    for job in submitted["rule_train_detector"] + submitted["rule_train_initial_detector"]:
+        info = slurm_job(job)
+        assert info["TresPerJob"] == "gres:gpu:1" and info["TimeLimit"] == "00:10:00", info
+        assert info["JobState"] == "COMPLETED"
+    assert "TresPerJob" not in slurm_job(submitted["rule_make_dataset"][0])  # light job: no GPU
 
     # Same results: labeled sets, selections, weights and the learning curve.
     runs_l, runs_s = local / "results" / "tiny", on_slurm / "results" / "tiny"
