@@ -139,6 +139,7 @@ def test_schedule_and_phase_iterations():
     assert schedule({**cfg, "iul": False}) == ["label"] * 7
     counts = phase_iterations(schedule(cfg), 130)
     assert counts == [30, 10, 10, 30, 10, 10, 30] and sum(phase_iterations(schedule(cfg), 131)) == 131
+    assert phase_iterations(schedule(cfg), 190, label_units=5) == [50, 10, 10, 50, 10, 10, 50]  # SSD's 5:1:1
 
 
 def _model():
@@ -172,6 +173,26 @@ def test_only_the_right_parameters_change_in_min_and_max_steps(phase):
     else:
         assert changed and not (changed & instance)
         assert any(n.startswith("backbone.") for n in changed) and any(n.startswith("branches.mil.") for n in changed)
+
+
+def test_instance_loss_mean_halves_and_sum_adds_the_two_focal_losses():
+    from activedet.engine.miaod import head_outputs, labeled_loss
+    from activedet.models.losses import detection_loss
+
+    p, model = _model()
+    images = torch.rand(2, 3, 64, 64)
+    targets = [{"boxes": torch.tensor([[4.0, 4.0, 30.0, 30.0]]), "labels": torch.tensor([1])},
+               {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)}]
+    out = head_outputs(model, images)
+    anchors, det = model.anchors(images), p["detector"]
+    one = {name: detection_loss([out[name]], out["reg"], anchors, targets, det, model.box_coder)
+           for name in ("cls", "cls2")}
+    fl1, fl2, reg = float(one["cls"]["loss_cls"]), float(one["cls2"]["loss_cls"]), float(one["cls"]["loss_reg"])
+    assert fl1 != pytest.approx(fl2)  # independently initialised classifiers
+    mean = float(labeled_loss(model, out, images, targets, p, use_mil=False, instance_loss="mean"))
+    total = float(labeled_loss(model, out, images, targets, p, use_mil=False, instance_loss="sum"))
+    assert mean == pytest.approx(0.5 * (fl1 + fl2) + reg, rel=1e-5)
+    assert total == pytest.approx(fl1 + fl2 + reg, rel=1e-5)
 
 
 def test_max_step_partial_graph_gives_the_same_loss_and_instance_gradients():

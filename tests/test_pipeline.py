@@ -63,6 +63,22 @@ def job_counts(stdout: str) -> dict:
     return counts
 
 
+@pytest.mark.parametrize("params_file", [ROOT / "params.yaml", TINY], ids=["params.yaml", "params_tiny.yaml"])
+def test_every_dvc_param_is_written_in_the_params_file(params_file):
+    """DVC refuses to run a stage whose params are missing from params.yaml (schema defaults do not count)."""
+    p = yaml.safe_load(Path(params_file).read_text())
+    missing = []
+    for stage in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].values():
+        for key in stage.get("params", []):
+            node = p
+            for part in key.split("."):
+                if not isinstance(node, dict) or part not in node:
+                    missing.append(key)
+                    break
+                node = node[part]
+    assert not missing
+
+
 def test_dry_run_of_default_params_lists_every_cycle_job(tmp_path):
     d = workdir(tmp_path, ROOT / "params.yaml")
     p = yaml.safe_load((ROOT / "params.yaml").read_text())["active"]

@@ -295,7 +295,7 @@ def _(tmp, trained):
     argv = CASES["budget larger than the unlabeled pool (select)"](tmp, trained)[0]
     argv[argv.index("--budget") + 1] = "2"
     argv[argv.index("--strategy") + 1] = "entropi"
-    return argv, ["unknown strategy 'entropi'", "known: coreset, entropy"]
+    return argv, ["unknown strategy 'entropi'", "known: cdal, coreset, ebal, entropy"]
 
 
 @case("unknown strategy name (params.yaml)")

@@ -38,8 +38,9 @@ def schedule(cfg: dict) -> list[str]:
     return phases
 
 
-def phase_iterations(phases: list[str], total: int) -> list[int]:
-    units = [PHASE_UNITS[p] for p in phases]
+def phase_iterations(phases: list[str], total: int, label_units: int = PHASE_UNITS["label"]) -> list[int]:
+    """Iterations per phase, ``total`` split by epoch units (label ``label_units``, min 1, max 1)."""
+    units = [label_units if p == "label" else PHASE_UNITS[p] for p in phases]
     bounds = [round(total * sum(units[:i + 1]) / sum(units)) for i in range(len(units))]
     return [b - a for a, b in zip([0] + bounds[:-1], bounds)]
 
@@ -112,7 +113,7 @@ def train_miaod(params: dict, labeled: DetectionDataset, unlabeled: DetectionDat
     frozen = {id(p) for p in model.parameters() if not p.requires_grad}
     total = total_iterations(len(labeled), cfg)
     phases = schedule(mcfg)
-    counts = phase_iterations(phases, total)
+    counts = phase_iterations(phases, total, mcfg["label_units"])
     lr_at = lr_factor(cfg, total)
     digest = params_digest({"params": {"detector": params["detector"], "train": cfg, "miaod": mcfg}, "seed": seed,
                             "labeled": [r[0]["id"] for r in labeled.records],
