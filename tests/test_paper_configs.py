@@ -137,7 +137,7 @@ def test_dry_run_of_each_paper_configuration_plans_the_papers_labeled_sizes(tmp_
     assert counts["merge_labels"] == runs * (len(expected) - 1)
     if kind == "voc":
         assert counts["voc_to_coco"] == 2  # pool (VOC07+12 trainval) and test (VOC07 test)
-        assert f"--sets VOC2007/trainval,VOC2012/trainval" in out and "--sets VOC2007/test" in out
+        assert "--sets VOC2007/trainval,VOC2012/trainval" in out and "--sets VOC2007/test" in out
     print(name, "dry-run job counts:", json.dumps(counts))
 
 

@@ -111,7 +111,7 @@ def test_dry_run_of_default_params_lists_every_cycle_job(tmp_path):
 
 def test_dry_run_shows_cycle_chain(tmp_path):
     d = workdir(tmp_path, extra={"active.cycles": 3, "active.strategies": ["random"]})
-    out = run([BIN / "snakemake", "-n", "-p", f"results/tiny/runs/random/seed0/cycle2/model.pt"], d).stdout
+    out = run([BIN / "snakemake", "-n", "-p", "results/tiny/runs/random/seed0/cycle2/model.pt"], d).stdout
     # cycle 2 trains on cycle 1's merged labels, which come from cycle 0's selection
     assert "results/tiny/runs/random/seed0/cycle1/labeled.json" in out
     assert "results/tiny/runs/random/seed0/cycle0/selected.json" in out

@@ -93,6 +93,21 @@ def cmd_train(args) -> int:
     return 0
 
 
+def method_inputs(args, method: str, label: str):
+    """Params (threads set), the options of ``--strategy`` (a ``method`` or its variant) and the labeled set."""
+    from .strategies import resolve
+
+    p = _params(args)
+    _threads(p, args)
+    base, options = resolve(args.strategy, p)
+    if base != method:
+        raise InputError(f"{args.command}: --strategy {args.strategy} is not {label} or one of its variants")
+    labeled = _load(args.labeled, p)
+    if not labeled.annotations:
+        raise InputError(f"{args.labeled}: the labeled set has no boxes at all; nothing to train on")
+    return p, options, labeled
+
+
 def cmd_train_miaod(args) -> int:
     import numpy as np
 
@@ -100,17 +115,8 @@ def cmd_train_miaod(args) -> int:
     from .data.splits import unlabeled_ids
     from .engine.miaod import train_miaod
 
-    from .strategies import resolve
-
-    p = _params(args)
-    _threads(p, args)
-    base, options = resolve(args.strategy, p)
-    if base != "miaod":
-        raise InputError(f"train-miaod: --strategy {args.strategy} is not MI-AOD or one of its variants")
-    labeled = _load(args.labeled, p)
+    p, options, labeled = method_inputs(args, "miaod", "MI-AOD")
     pool = _load(args.pool, p)
-    if not labeled.annotations:
-        raise InputError(f"{args.labeled}: the labeled set has no boxes at all; nothing to train on")
     unl = unlabeled_ids(pool, labeled)
     n = min(len(unl), max(1, round(len(labeled.images) * options["unlabeled_ratio"])))
     if n == 0:
@@ -130,16 +136,8 @@ def cmd_train_miaod(args) -> int:
 
 def cmd_train_ll4al(args) -> int:
     from .engine.ll4al import train_ll4al
-    from .strategies import resolve
 
-    p = _params(args)
-    _threads(p, args)
-    base, options = resolve(args.strategy, p)
-    if base != "ll4al":
-        raise InputError(f"train-ll4al: --strategy {args.strategy} is not LL4AL or one of its variants")
-    labeled = _load(args.labeled, p)
-    if not labeled.annotations:
-        raise InputError(f"{args.labeled}: the labeled set has no boxes at all; nothing to train on")
+    p, options, labeled = method_inputs(args, "ll4al", "LL4AL")
     ds = _dataset(p, labeled, args.images)
     summary = train_ll4al(p, ds, args.out, args.seed, state_path=args.state or f"{args.out}.resume", options=options)
     if args.summary:
@@ -223,21 +221,13 @@ class _PoolIds:
 
 def cmd_select(args) -> int:
     import numpy as np
-    import pandas as pd
 
+    from .io import read_parquet
     from .strategies import build_strategy
 
     p = _params(args)
     scores_path = Path(args.scores)
-    if not scores_path.is_file():
-        raise InputError(f"{scores_path}: scores file not found")
-    try:
-        scores = pd.read_parquet(scores_path)
-    except Exception as e:  # pyarrow raises several types for a corrupt or foreign file
-        raise InputError(f"{scores_path}: not a readable scores table (parquet): {str(e).splitlines()[0]}") from None
-    missing = [c for c in ("image_id", "score", "labeled") if c not in scores.columns]
-    if missing:
-        raise InputError(f"{scores_path}: scores table lacks the columns {missing} (the score step writes them)")
+    scores = read_parquet(scores_path, "scores table", ["image_id", "score", "labeled"], " (the score step writes them)")
     n_unl = int((~scores["labeled"]).sum())
     if args.budget < 1:
         raise InputError(f"--budget must be at least 1, got {args.budget}")

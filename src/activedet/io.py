@@ -62,3 +62,20 @@ def read_json(path: str | os.PathLike) -> Any:
         raise InputError(f"{path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
     except UnicodeDecodeError as e:
         raise InputError(f"{path}: not UTF-8 text ({e.reason})") from None
+
+
+def read_parquet(path: str | os.PathLike, what: str, columns: list[str], hint: str = ""):
+    """A parquet table with the named columns, or an InputError naming the file and the problem."""
+    import pandas as pd  # only the steps that read tables pay for pandas
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: {what} not found")
+    try:
+        df = pd.read_parquet(path)
+    except Exception as e:  # pyarrow raises several types for a corrupt or foreign file
+        raise InputError(f"{path}: not a readable {what} (parquet): {str(e).splitlines()[0]}") from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise InputError(f"{path}: {what} lacks the columns {missing}{hint}")
+    return df

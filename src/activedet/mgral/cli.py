@@ -12,19 +12,10 @@ from ..io import InputError, read_json, write_json
 
 def _common(args):
     """Params (threads set), the MGRAL options of ``--strategy``, the labeled set and the pool."""
-    from ..cli import _load, _params, _threads
-    from ..strategies import resolve
+    from ..cli import _load, method_inputs
 
-    p = _params(args)
-    _threads(p, args)
-    base, options = resolve(args.strategy, p)
-    if base != "mgral":
-        raise InputError(f"{args.command}: --strategy {args.strategy} is not MGRAL or one of its variants")
-    labeled = _load(args.labeled, p)
-    pool = _load(args.pool, p)
-    if not labeled.annotations:
-        raise InputError(f"{args.labeled}: the labeled set has no boxes at all; nothing to train on")
-    return p, options, labeled, pool
+    p, options, labeled = method_inputs(args, "mgral", "MGRAL")
+    return p, options, labeled, _load(args.pool, p)
 
 
 def _check_budget(args, n_unlabeled: int) -> None:

@@ -7,7 +7,6 @@ The pipeline runs them as separate jobs (``lookup-record`` per record, ``lookup-
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -15,7 +14,7 @@ import pandas as pd
 
 from ..data.coco import CocoData
 from ..data.splits import unlabeled_ids
-from ..io import InputError, atomic_path
+from ..io import InputError, atomic_path, read_parquet
 
 # Kinds of random streams of a cycle (see stream_seed): the proxy trainings, the agent.
 PROXY, AGENT = 0, 1
@@ -37,26 +36,12 @@ def proxy_seed(seed: int, cycle: int) -> int:
     return stream_seed(seed, cycle, PROXY)
 
 
-def _read_parquet(path, what: str, columns: list[str]) -> pd.DataFrame:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: {what} not found")
-    try:
-        df = pd.read_parquet(path)
-    except Exception as e:  # pyarrow raises several types for a corrupt or foreign file
-        raise InputError(f"{path}: not a readable {what} (parquet): {str(e).splitlines()[0]}") from None
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise InputError(f"{path}: {what} lacks the columns {missing}")
-    return df
-
-
 def read_embeddings(path) -> pd.DataFrame:
-    return _read_parquet(path, "embeddings table (score --strategy mgral)", ["image_id", "labeled", "embedding"])
+    return read_parquet(path, "embeddings table (score --strategy mgral)", ["image_id", "labeled", "embedding"])
 
 
 def read_table(path) -> pd.DataFrame:
-    return _read_parquet(path, "lookup table (lookup-table)", ["record", "image_ids", "map50"])
+    return read_parquet(path, "lookup table (lookup-table)", ["record", "image_ids", "map50"])
 
 
 def write_parquet(path, df: pd.DataFrame) -> None:
