@@ -3,8 +3,6 @@ Table 2's adversarial classifier and readers, and the `paper` target on a finish
 import json
 import pickle
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +21,9 @@ from activedet.paper_reports import curves as C
 from activedet.paper_reports import heatmaps as H
 from activedet.paper_reports import timing as T
 from activedet.paper_reports import true_positives as TP
+from test_pipeline import BIN, job_counts, run
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 TINY = ROOT / "tests" / "data" / "params_tiny.yaml"
 
 
@@ -378,37 +376,6 @@ def test_table2_config_for_cifar10_validates():
 
 
 # ---------------------------------------------------------------- the paper target
-def env():
-    import os
-
-    e = dict(os.environ)
-    e["PATH"] = f"{BIN}{os.pathsep}{e.get('PATH', '')}"
-    e.setdefault("MPLBACKEND", "Agg")
-    return e
-
-
-def run(cmd, cwd, check=True):
-    p = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env(), capture_output=True, text=True)
-    if check and p.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, cmd))} failed ({p.returncode}):\n"
-                             f"{p.stdout[-4000:]}\n{p.stderr[-4000:]}")
-    return p
-
-
-def job_counts(stdout: str) -> dict:
-    counts, table = {}, False
-    for line in stdout.splitlines():
-        parts = line.split()
-        if parts[:2] == ["job", "count"]:
-            table = True
-            continue
-        if table and len(parts) == 2 and parts[1].isdigit():
-            counts[parts[0]] = int(parts[1])
-        elif table and counts and not parts:
-            break
-    return counts
-
-
 def paper_workdir(root: Path) -> Path:
     """The workflow with the tiny params, MI-AOD among the strategies and a tiny Table 2."""
     d = root / "wf"
