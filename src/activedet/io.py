@@ -79,3 +79,23 @@ def read_parquet(path: str | os.PathLike, what: str, columns: list[str], hint: s
     if missing:
         raise InputError(f"{path}: {what} lacks the columns {missing}{hint}")
     return df
+
+
+def read_xml(path: str | os.PathLike, what: str, source: str):
+    """Parsed XML root, refusing DTDs/entities (no entity expansion attacks); errors name the file.
+
+    ``what`` names the file in the not-found message, ``source`` the producer whose files have no DTD.
+    """
+    import xml.etree.ElementTree as ET
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: {what} not found")
+    raw = path.read_bytes()
+    if b"<!DOCTYPE" in raw or b"<!ENTITY" in raw:
+        raise InputError(f"{path}: XML with a DTD or entity declarations is refused ({source} have none)")
+    try:
+        return ET.fromstring(raw)
+    except ET.ParseError as e:
+        line, column = e.position
+        raise InputError(f"{path}: malformed XML at line {line}, column {column}") from None

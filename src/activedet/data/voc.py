@@ -29,7 +29,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
-from ..io import InputError
+from ..io import InputError, read_xml
 from .coco import CocoData, validate_coco
 
 # The 20 classes in the devkit's order; category ids are 1..20 in this order.
@@ -91,16 +91,7 @@ def count_images(root: str | Path, spec: str | Sequence[str]) -> int | None:
 
 
 def _read_xml(path: Path) -> ET.Element:
-    if not path.is_file():
-        raise InputError(f"{path}: annotation file not found")
-    raw = path.read_bytes()
-    if b"<!DOCTYPE" in raw or b"<!ENTITY" in raw:
-        raise InputError(f"{path}: XML with a DTD or entity declarations is refused (VOC annotations have none)")
-    try:
-        return ET.fromstring(raw)
-    except ET.ParseError as e:
-        line, column = e.position
-        raise InputError(f"{path}: malformed XML at line {line}, column {column}") from None
+    return read_xml(path, "annotation file", "VOC annotations")
 
 
 def _text(element: ET.Element, tag: str, path: Path, what: str) -> str:

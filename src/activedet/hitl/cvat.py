@@ -20,7 +20,7 @@ import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from ..io import InputError
+from ..io import InputError, read_xml as io_read_xml
 from .boxes import AnnotatedImage, Box
 
 VERSION = "1.1"
@@ -55,17 +55,7 @@ def annotations_xml(images: list[tuple[str, int, int, list[Box]]], label_names: 
 
 
 def read_xml(path: str | Path) -> ET.Element:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    raw = path.read_bytes()
-    if b"<!DOCTYPE" in raw or b"<!ENTITY" in raw:
-        raise InputError(f"{path}: XML with a DTD or entity declarations is refused (CVAT exports have none)")
-    try:
-        return ET.fromstring(raw)
-    except ET.ParseError as e:
-        line, column = e.position
-        raise InputError(f"{path}: malformed XML at line {line}, column {column}") from None
+    return io_read_xml(path, "file", "CVAT exports")
 
 
 def _number(element: ET.Element, key: str, where: str) -> float:
