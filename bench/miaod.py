@@ -2,7 +2,10 @@
 
 Steps are timed on the same labeled batch (and one unlabeled batch for the min/max steps) with the
 run's detector; the mean MI-AOD step weights each phase by its share of the labeled iterations in
-the schedule (``label x3, then twice [min, max, label x3]``). The cycle time ratio comes from a
+the schedule (``label x3, then twice [min, max, label x3]``). The same steps run on the paper's
+detector (ResNet-50-FPN, four 4 x 256 towers, 9 anchors; ``configs/paper/voc_retinanet.yaml``) at 512 px:
+on the tiny detector one head tower costs about as much as the whole backbone, so MI-AOD's two extra
+towers weigh more there than at paper scale. The cycle time ratio comes from a
 finished experiment (Snakemake benchmark files of the same seed and cycle, cycles >= 1 where both
 strategies train their own model), else from a short cycle measured here.
 """
@@ -52,29 +55,25 @@ def experiment_ratios(exp: Path, strategy: str = "miaod", reference: str = "rand
     return ratios
 
 
-def step_functions(ctx: Context):
-    """Plain and MI-AOD (label / min / max) training steps on the same batches; the schedule's weights."""
+def step_functions(p: dict, images, targets, u_images, num_classes: int, device):
+    """Plain and MI-AOD (label / min / max) training steps on the same batches; the schedule's weights.
+
+    The steps are those of training: the max step runs the backbone, f_r and f_mil without autograd
+    (``head_outputs(..., "max")``), and the weights come from the run's ``label_units``.
+    """
     import torch
 
     from activedet.engine.miaod import (head_outputs, labeled_loss, phase_iterations, schedule, set_trainable,
                                         unlabeled_loss)
-    from activedet.engine.train import load_batch
     from activedet.models import build_model
-    from activedet.models.losses import detection_loss
 
-    p = bench_params(ctx)
     cfg, mcfg = p["train"], p["strategies"]["miaod"]
-    batch = 2 if ctx.quick else cfg["batch_size"]
-    data = scenes(ctx, 2 * batch)
-    ds = dataset(ctx, data["pool"], data["pool_images"])
-    images, targets = load_batch(ds, list(range(batch)), ctx.device)
-    u_images, _ = load_batch(ds, list(range(batch, 2 * batch)), ctx.device)
-    C = len(ds.categories)
+    C = num_classes
     torch.manual_seed(0)
-    plain = build_model(p, C).to(ctx.device).train()
-    plain_opt = torch.optim.SGD(plain.parameters(), lr=1e-3, momentum=0.9)
+    plain = build_model(p, C).to(device).train()
+    plain_opt = torch.optim.SGD([q for q in plain.parameters() if q.requires_grad], lr=1e-3, momentum=0.9)
     torch.manual_seed(0)
-    mi = build_model(p, C, "miaod").to(ctx.device).train()
+    mi = build_model(p, C, "miaod").to(device).train()
     frozen = {id(q) for q in mi.parameters() if not q.requires_grad}
 
     def clip_step(opt, params):
@@ -84,11 +83,10 @@ def step_functions(ctx: Context):
 
     def plain_step():
         out = plain(images, branches=("cls", "reg"))
-        loss = detection_loss([out["cls"]], out["reg"], plain.anchors(images), targets, p["detector"],
-                              plain.box_coder)["loss"]
+        loss = plain.detection_loss(out, ("cls",), plain.anchors(images), targets, p["detector"])["loss"]
         plain_opt.zero_grad(set_to_none=True)
         loss.backward()
-        clip_step(plain_opt, list(plain.parameters()))
+        clip_step(plain_opt, plain_opt.param_groups[0]["params"])
 
     # One optimizer per phase, as in training; the steps interleave, so each re-applies its phase's freezing.
     trainables = {ph: set_trainable(mi, ph, frozen) for ph in ("label", "min", "max")}
@@ -99,22 +97,68 @@ def step_functions(ctx: Context):
             set_trainable(mi, phase, frozen)
             trainable, opt = trainables[phase], opts[phase]
             use_mil = mcfg["iur"] and mcfg["iur_set"] in ("labeled", "all") and phase != "max"
-            loss = labeled_loss(mi, head_outputs(mi, images), images, targets, p, use_mil)
+            loss = labeled_loss(mi, head_outputs(mi, images, phase, use_mil=use_mil), images, targets, p,
+                                use_mil, mcfg["instance_loss"])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             clip_step(opt, trainable)
             if phase in ("min", "max"):
-                loss = unlabeled_loss(mi, head_outputs(mi, u_images), mcfg, maximize=phase == "max")
+                loss = unlabeled_loss(mi, head_outputs(mi, u_images, phase, labeled=False), mcfg,
+                                      maximize=phase == "max")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 clip_step(opt, trainable)
         return step
 
     phases = schedule(mcfg)
-    counts = phase_iterations(phases, 1300)
+    counts = phase_iterations(phases, 1300, mcfg["label_units"])
     weights = {ph: sum(n for q, n in zip(phases, counts) if q == ph) / sum(counts) for ph in set(phases)}
     steps = {"plain": plain_step, **{ph: mi_step(ph) for ph in ("label", "min", "max")}}
-    return steps, weights, batch
+    return steps, weights
+
+
+def run_batches(ctx: Context, batch: int, size: int | None = None):
+    """A labeled and an unlabeled batch of digit scenes, resized to ``size`` pixels (boxes scaled with them)."""
+    import torch.nn.functional as F
+
+    from activedet.engine.train import load_batch
+
+    data = scenes(ctx, 2 * batch)
+    ds = dataset(ctx, data["pool"], data["pool_images"])
+    images, targets = load_batch(ds, list(range(batch)), ctx.device)
+    u_images, _ = load_batch(ds, list(range(batch, 2 * batch)), ctx.device)
+    if size is not None:
+        scale = size / images.shape[-1]
+        images, u_images = (F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+                            for x in (images, u_images))
+        targets = [{**t, "boxes": t["boxes"] * scale} for t in targets]
+    return images, targets, u_images, len(ds.categories)
+
+
+def paper_detector_params(ctx: Context) -> dict:
+    """The run's params with the detector (and gradient clipping) of ``configs/paper/voc_retinanet.yaml``."""
+    import yaml
+
+    from activedet import params as P
+
+    paper = yaml.safe_load((ROOT / "configs" / "paper" / "voc_retinanet.yaml").read_text())
+    p = bench_params(ctx)
+    p["detector"] = {**p["detector"], **paper["detector"]}
+    p["train"]["grad_clip"] = paper["train"]["grad_clip"]
+    return P.validate(p, "configs/paper/voc_retinanet.yaml detector")
+
+
+def add_step_rows(ctx: Context, t: dict, weights: dict, what: str) -> None:
+    mean_mi = [sum(weights[ph] * t[ph][r] for ph in weights) for r in range(len(t["plain"]))]
+    for ph in ("label", "min", "max"):
+        ctx.add(SECTION, f"MI-AOD {ph} step ({what})", [1e3 * s for s in t[ph]], "ms",
+                reference="plain detector step", reference_values=[1e3 * s for s in t["plain"]],
+                ratio_values=[a / b for a, b in zip(t[ph], t["plain"])],
+                note="min/max: labeled step + unlabeled step")
+    shares = ", ".join(f"{ph} {weights[ph]:.2f}" for ph in sorted(weights))
+    ctx.add(SECTION, f"MI-AOD step, schedule-weighted mean ({what})", [1e3 * s for s in mean_mi], "ms",
+            reference="plain detector step", reference_values=[1e3 * s for s in t["plain"]],
+            ratio_values=[a / b for a, b in zip(mean_mi, t["plain"])], note=f"phase shares: {shares}")
 
 
 def measured_cycle(ctx: Context) -> dict[str, list[float]]:
@@ -156,18 +200,15 @@ def measured_cycle(ctx: Context) -> dict[str, list[float]]:
 
 
 def run(ctx: Context) -> None:
-    steps, weights, batch = step_functions(ctx)
-    t = ctx.paired(steps)
-    mean_mi = [sum(weights[ph] * t[ph][r] for ph in weights) for r in range(len(t["plain"]))]
-    for ph in ("label", "min", "max"):
-        ctx.add(SECTION, f"MI-AOD {ph} step (batch {batch})", [1e3 * s for s in t[ph]], "ms",
-                reference="plain detector step", reference_values=[1e3 * s for s in t["plain"]],
-                ratio_values=[a / b for a, b in zip(t[ph], t["plain"])],
-                note="min/max: labeled step + unlabeled step")
-    shares = ", ".join(f"{ph} {weights[ph]:.2f}" for ph in sorted(weights))
-    ctx.add(SECTION, f"MI-AOD step, schedule-weighted mean (batch {batch})", [1e3 * s for s in mean_mi], "ms",
-            reference="plain detector step", reference_values=[1e3 * s for s in t["plain"]],
-            ratio_values=[a / b for a, b in zip(mean_mi, t["plain"])], note=f"phase shares: {shares}")
+    p = bench_params(ctx)
+    batch = 2 if ctx.quick else p["train"]["batch_size"]
+    steps, weights = step_functions(p, *run_batches(ctx, batch), ctx.device)
+    add_step_rows(ctx, ctx.paired(steps), weights, f"batch {batch}")
+    # The paper's detector: its backbone dominates a step, so the two extra towers cost relatively less.
+    pp = paper_detector_params(ctx)
+    batch, size = (1, 128) if ctx.quick else (2, 512)
+    steps, weights = step_functions(pp, *run_batches(ctx, batch, size), ctx.device)
+    add_step_rows(ctx, ctx.paired(steps), weights, f"ResNet-50-FPN, batch {batch} at {size} px")
 
     ratios = experiment_ratios(ctx.experiment) if ctx.experiment is not None else {"cycle": []}
     if ratios["cycle"]:

@@ -217,6 +217,26 @@ def test_max_step_partial_graph_gives_the_same_loss_and_instance_gradients():
     assert head_outputs(model, images, "max")["mil"].grad_fn is None
 
 
+def test_steps_compute_only_the_branches_their_losses_read_with_unchanged_values():
+    from activedet.engine.miaod import head_outputs, labeled_loss
+
+    p, model = _model()
+    model.train()
+    images = torch.rand(2, 3, 64, 64)
+    targets = [{"boxes": torch.tensor([[4.0, 4.0, 30.0, 30.0]]), "labels": torch.tensor([1])},
+               {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)}]
+    full = head_outputs(model, images)
+    unl = head_outputs(model, images, "min", labeled=False)
+    assert "reg" not in unl and {"cls", "cls2", "mil"} <= set(unl)
+    cfg = p["strategies"]["miaod"]
+    for maximize in (False, True):
+        assert float(unlabeled_loss(model, unl, cfg, maximize)) == float(unlabeled_loss(model, full, cfg, maximize))
+    no_mil = head_outputs(model, images, "max", use_mil=False)
+    assert "mil" not in no_mil and {"cls", "cls2", "reg"} <= set(no_mil)
+    assert float(labeled_loss(model, no_mil, images, targets, p, use_mil=False)) == \
+        float(labeled_loss(model, full, images, targets, p, use_mil=False))
+
+
 def test_miaod_detector_has_four_independent_branches():
     _, model = _model()
     assert set(model.branches) == {"cls", "cls2", "reg", "mil"}

@@ -118,6 +118,48 @@ def test_dry_run_shows_cycle_chain(tmp_path):
     assert "results/tiny/splits/seed0/labeled.json" in out
 
 
+def test_eval_detector_plain_scores_with_the_own_model_and_evaluates_the_plain_one(tmp_path):
+    variants = {"miaod_pe": {"strategy": "miaod", "options": {"eval_detector": "plain"}},
+                "ll4al_pe": {"strategy": "ll4al", "options": {"eval_detector": "plain"}}}
+    d = workdir(tmp_path, extra={"active.cycles": 3, "active.seeds": [0, 1],
+                                 "active.strategies": ["random", "miaod", "miaod_pe", "ll4al_pe"],
+                                 "variants": variants})
+    counts = job_counts(run([BIN / "snakemake", "-n", "--quiet", "rules"], d).stdout)
+    # two plain-evaluated variants x 2 seeds: a plain detector at cycles 1, 2; cycle 0 is the shared initial one
+    assert counts["train_eval_detector"] == 2 * 2 * 2
+    assert counts["share_initial_eval_detector"] == 2 * 2
+    # the variants' own models only score the pool: none is trained at the last cycle
+    assert counts["train_miaod"] == 2 * 3 + 2 * 2 and counts["train_ll4al"] == 2 * 2
+    # evaluate: random and miaod own models (minus random's shared cycle 0), the variants at cycles 1, 2
+    assert counts["evaluate"] == (2 * 3 - 2) + 2 * 3 + 2 * 2 * 2
+    out = run([BIN / "snakemake", "-n", "-p", "results/tiny/runs/miaod_pe/seed0/cycle1/metrics.json",
+               "results/tiny/runs/miaod_pe/seed0/cycle1/selected.json"], d).stdout
+    assert "--model results/tiny/runs/miaod_pe/seed0/cycle1/eval_model.pt" in out  # evaluated: plain detector
+    assert "--model results/tiny/runs/miaod_pe/seed0/cycle1/model.pt" in out  # scored: MI-AOD's own model
+    own = run([BIN / "snakemake", "-n", "-p", "results/tiny/runs/miaod/seed0/cycle1/metrics.json"], d).stdout
+    assert "eval_model.pt" not in own
+
+
+def test_every_params_argument_of_an_experiment_with_variants_validates(tmp_path):
+    """What the CLI checks first: a job given active.strategies with variant names also needs the variants."""
+    import shlex
+
+    from activedet import params as P
+
+    variants = {"miaod_l2": {"strategy": "miaod", "options": {"lambda": 2.0}}}
+    d = workdir(tmp_path, extra={"active.strategies": ["random", "miaod_l2"], "variants": variants})
+    out = run([BIN / "snakemake", "-n", "-p", "--forceall"], d).stdout
+    checked = set()
+    for line in out.splitlines():
+        if " -m activedet " not in line or "--params" not in line:
+            continue
+        words = shlex.split(line)
+        step, value = words[words.index("-m") + 2], words[words.index("--params") + 1]
+        P.validate(__import__("json").loads(value), f"{step} --params")
+        checked.add(step)
+    assert {"report", "train", "train-miaod", "score", "select"} <= checked
+
+
 @pytest.mark.parametrize("key,value,needle", [
     ("train.lrr", 0.1, "train.lrr"),
     ("active.budget", "ten", "active.budget"),

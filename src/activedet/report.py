@@ -13,7 +13,7 @@ import pandas as pd
 
 from .io import InputError, atomic_path, read_json
 
-STEPS = ("train", "score", "select", "merge", "evaluate")
+STEPS = ("train", "score", "select", "merge", "evaluate", "eval_train")  # eval_train: eval_detector plain
 
 
 def cycle_dir(exp_dir: str | Path, strategy: str, seed: int, cycle: int) -> Path:

@@ -141,9 +141,63 @@ rule train_ll4al:
         " --seed {wildcards.seed} --threads {threads} > {log} 2>&1"
 
 
+# eval_detector: plain - the learning curve of an own-trainer strategy (MI-AOD, LL4AL) from the plain
+# detector trained on its labeled images: its selection judged with the recipe of every other strategy.
+rule train_eval_detector:
+    input:
+        labeled=labeled_before,
+        pool=POOL_JSON,
+    output:
+        model=f"{RUN}/eval_model.pt",
+        summary=f"{RUN}/eval_train.json",
+    log:
+        f"{RUN}/logs/eval_train.log",
+    benchmark:
+        f"{RUN}/benchmarks/eval_train.tsv"
+    wildcard_constraints:
+        strategy=EVAL_PLAIN_STRATEGIES,
+        cycle=r"[1-9]\d*",
+    params:
+        p=param_json("device", "num_threads", "dataset.input_size", "dataset.keep_ratio",
+                     "dataset.on_box_outside", "dataset.cache_images", "detector", "train"),
+        images=POOL_IMAGES,
+    threads: config["resources"]["train"]["threads"]
+    resources:
+        **res("train"),
+    shell:
+        "{ACTIVEDET} train --params {params.p} --images {params.images} --labeled {input.labeled}"
+        " --out {output.model} --summary {output.summary} --seed {wildcards.seed} --threads {threads} > {log} 2>&1"
+
+
+# At cycle 0 that plain detector is the shared initial one (same split, seed and recipe).
+rule share_initial_eval_detector:
+    input:
+        model=f"{EXP}/initial/seed{{seed}}/model.pt",
+        summary=f"{EXP}/initial/seed{{seed}}/train.json",
+        metrics=f"{EXP}/initial/seed{{seed}}/metrics.json",
+    output:
+        model=f"{EXP}/runs/{{strategy}}/seed{{seed}}/cycle0/eval_model.pt",
+        summary=f"{EXP}/runs/{{strategy}}/seed{{seed}}/cycle0/eval_train.json",
+        metrics=f"{EXP}/runs/{{strategy}}/seed{{seed}}/cycle0/metrics.json",
+    log:
+        f"{EXP}/runs/{{strategy}}/seed{{seed}}/cycle0/logs/share_initial_eval.log",
+    benchmark:
+        f"{EXP}/runs/{{strategy}}/seed{{seed}}/cycle0/benchmarks/share_initial_eval.tsv"
+    wildcard_constraints:
+        strategy=EVAL_PLAIN_STRATEGIES,
+    resources:
+        **res("light"),
+    shell:
+        "(cp {input.model} {output.model} && cp {input.summary} {output.summary}"
+        " && cp {input.metrics} {output.metrics}) > {log} 2>&1"
+
+
+ruleorder: share_initial_eval_detector > evaluate
+
+
 rule evaluate:
     input:
-        model=f"{RUN}/model.pt",
+        model=eval_model,
         test=TEST_JSON,
     output:
         metrics=f"{RUN}/metrics.json",

@@ -1,6 +1,7 @@
 # Input functions, paths and wildcard constraints shared by the rules.
 import json
 import os
+import re
 import shlex
 import sys
 
@@ -108,6 +109,17 @@ PLAIN_STRATEGIES = "|".join(n for n in STRATEGY_NAMES if STRATEGIES[base_of(n)].
 MIAOD_STRATEGIES = "|".join(n for n in STRATEGY_NAMES if base_of(n) == "miaod")
 # LL4AL's models carry its loss-prediction module, trained with the detector (rule train_ll4al).
 LL4AL_STRATEGIES = "|".join(n for n in STRATEGY_NAMES if base_of(n) == "ll4al")
+# Own-trainer strategies whose learning curve comes from the plain detector trained on their labeled
+# images (option eval_detector: plain): rules train_eval_detector / share_initial_eval_detector.
+EVAL_PLAIN_STRATEGIES = "|".join(n for n in STRATEGY_NAMES
+                                 if STRATEGIES[base_of(n)].trainer != "detector"
+                                 and resolve(n, config)[1].get("eval_detector", "own") == "plain") or "(?!)"
+
+
+def eval_model(w):
+    """The model behind a cycle's metrics: the strategy's own, or the plain detector (eval_detector: plain)."""
+    plain = re.fullmatch(EVAL_PLAIN_STRATEGIES, w.strategy)
+    return f"{run_dir(w)}/{'eval_model.pt' if plain else 'model.pt'}"
 
 
 def res(kind):

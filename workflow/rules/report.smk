@@ -16,7 +16,7 @@ rule report:
     benchmark:
         f"{EXP}/benchmarks/report.tsv"
     params:
-        p=param_json("active", "dataset.on_box_outside"),
+        p=param_json("active", "variants", "dataset.on_box_outside"),
         exp=EXP,
     resources:
         **res("light"),

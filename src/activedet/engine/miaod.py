@@ -45,10 +45,16 @@ def phase_iterations(phases: list[str], total: int, label_units: int = PHASE_UNI
     return [b - a for a, b in zip([0] + bounds[:-1], bounds)]
 
 
-def head_outputs(model: RetinaNet, images: torch.Tensor, phase: str = "label") -> dict:
-    # The max step trains only f1/f2: backbone, f_r and f_mil run without a graph (no backward through them).
-    return model(images, branches=("cls", "cls2", "reg", "mil"),
-                 grad_branches=("cls", "cls2") if phase == "max" else None)
+def head_outputs(model: RetinaNet, images: torch.Tensor, phase: str = "label", labeled: bool = True,
+                 use_mil: bool = True) -> dict:
+    """The branches a step's loss reads; the max step trains only f1/f2, so there the backbone, f_r
+    and f_mil run without a graph (no backward through them).
+
+    Unlabeled losses never read f_r, and a labeled loss without the MIL term never reads f_mil: they
+    are not computed (a tower costs about as much as the tiny backbone; the values are unchanged).
+    """
+    names = ("cls", "cls2") + (("reg",) if labeled else ()) + (("mil",) if use_mil or not labeled else ())
+    return model(images, branches=names, grad_branches=("cls", "cls2") if phase == "max" else None)
 
 
 def labeled_loss(model, out, images, targets, params, use_mil: bool, instance_loss: str = "mean") -> torch.Tensor:
@@ -143,8 +149,8 @@ def train_miaod(params: dict, labeled: DetectionDataset, unlabeled: DetectionDat
             if cfg["augment"]["enabled"]:
                 augment_batch(images, targets, torch.Generator().manual_seed(seed * 7919 + it), cfg["augment"])
             use_mil = mcfg["iur"] and mcfg["iur_set"] in ("labeled", "all") and phase != "max"
-            loss_l = labeled_loss(model, head_outputs(model, images, phase), images, targets, params, use_mil,
-                                  mcfg["instance_loss"])
+            loss_l = labeled_loss(model, head_outputs(model, images, phase, use_mil=use_mil), images, targets,
+                                  params, use_mil, mcfg["instance_loss"])
             opt.zero_grad(set_to_none=True)
             loss_l.backward()
             if cfg["grad_clip"]:
@@ -153,7 +159,8 @@ def train_miaod(params: dict, labeled: DetectionDataset, unlabeled: DetectionDat
             loss_u = None
             if phase in ("min", "max"):
                 u_images, _ = load_batch(unlabeled, next(unlabeled_batches), device)
-                loss_u = unlabeled_loss(model, head_outputs(model, u_images, phase), mcfg, maximize=phase == "max")
+                loss_u = unlabeled_loss(model, head_outputs(model, u_images, phase, labeled=False), mcfg,
+                                        maximize=phase == "max")
                 opt.zero_grad(set_to_none=True)
                 loss_u.backward()
                 if cfg["grad_clip"]:
