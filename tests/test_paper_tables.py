@@ -1,5 +1,6 @@
 """Paper tables: every published row is printed, ours beside it from the mapped variant."""
 import pandas as pd
+import pytest
 import yaml
 
 from activedet import params as P
@@ -67,3 +68,18 @@ def test_mgral_config_defines_the_records_variants_of_table3():
     records = {k[0]: params["strategies"]["mgral"]["records"] if v == "mgral" else params["variants"][v]["options"]["records"]
                for k, v in rows.items()}
     assert records == {"50": 2, "100": 4, "200": 8}
+
+
+@pytest.mark.parametrize("name", ["eval_plain.yaml", "miaod_five_seeds.yaml"])
+def test_eval_plain_configs_validate_and_judge_miaod_with_the_plain_detector(name):
+    from pathlib import Path
+
+    from activedet.strategies import resolve
+
+    root = Path(__file__).resolve().parents[1]
+    base = yaml.safe_load((root / "params.yaml").read_text())
+    over = yaml.safe_load((root / "configs" / name).read_text())
+    params = P.load({**base, **over, "active": {**base["active"], **over["active"]}})
+    assert {"random", "miaod_plain_eval"} <= set(params["active"]["strategies"])
+    assert resolve("miaod_plain_eval", params) == ("miaod", {**params["strategies"]["miaod"], "eval_detector": "plain"})
+    assert params["strategies"]["miaod"]["eval_detector"] == "own"  # the default strategy keeps its own detector
