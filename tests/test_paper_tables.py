@@ -42,25 +42,25 @@ def test_missing_runs_say_so_and_files_are_written(tmp_path):
     assert "t4_lambda2: not run" in text and "ours (miaod, 2 seeds)" in text
 
 
-def test_ablation_config_defines_every_variant_the_tables_need():
+def config_params(name: str) -> dict:
+    """params.yaml overlaid with configs/<name> the way Snakemake merges a --configfile (one level into active)."""
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
     base = yaml.safe_load((root / "params.yaml").read_text())
-    over = yaml.safe_load((root / "configs" / "miaod_ablation.yaml").read_text())
-    params = P.load({**base, **over, "active": {**base["active"], **over["active"]}})
+    over = yaml.safe_load((root / "configs" / name).read_text())
+    return P.load({**base, **over, "active": {**base["active"], **over["active"]}})
+
+
+def test_ablation_config_defines_every_variant_the_tables_need():
+    params = config_params("miaod_ablation.yaml")
     needed = set().union(*(strategies_needed(t) for t in TABLES if t.startswith("miaod_")))
     assert needed <= set(params["active"]["strategies"])
     assert params["variants"]["t4_k13"]["options"] == {"topk": 13}
 
 
 def test_mgral_config_defines_the_records_variants_of_table3():
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    base = yaml.safe_load((root / "params.yaml").read_text())
-    over = yaml.safe_load((root / "configs" / "mgral_tables.yaml").read_text())
-    params = P.load({**base, **over, "active": {**base["active"], **over["active"]}})
+    params = config_params("mgral_tables.yaml")
     assert set(strategies_needed("mgral_table3")) <= set(params["active"]["strategies"])
     assert "random" in params["active"]["strategies"] and len(params["active"]["seeds"]) >= 3
     # the paper's 50 / 100 / 200 records keep their 1 : 2 : 4 ratio
@@ -72,14 +72,9 @@ def test_mgral_config_defines_the_records_variants_of_table3():
 
 @pytest.mark.parametrize("name", ["eval_plain.yaml", "miaod_five_seeds.yaml"])
 def test_eval_plain_configs_validate_and_judge_miaod_with_the_plain_detector(name):
-    from pathlib import Path
-
     from activedet.strategies import resolve
 
-    root = Path(__file__).resolve().parents[1]
-    base = yaml.safe_load((root / "params.yaml").read_text())
-    over = yaml.safe_load((root / "configs" / name).read_text())
-    params = P.load({**base, **over, "active": {**base["active"], **over["active"]}})
+    params = config_params(name)
     assert {"random", "miaod_plain_eval"} <= set(params["active"]["strategies"])
     assert resolve("miaod_plain_eval", params) == ("miaod", {**params["strategies"]["miaod"], "eval_detector": "plain"})
     assert params["strategies"]["miaod"]["eval_detector"] == "own"  # the default strategy keeps its own detector

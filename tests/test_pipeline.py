@@ -1,6 +1,7 @@
 """The Snakemake DAG, a tiny end-to-end run, schema errors, and DVC re-running only what changed."""
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -142,8 +143,6 @@ def test_eval_detector_plain_scores_with_the_own_model_and_evaluates_the_plain_o
 
 def test_every_params_argument_of_an_experiment_with_variants_validates(tmp_path):
     """What the CLI checks first: a job given active.strategies with variant names also needs the variants."""
-    import shlex
-
     from activedet import params as P
 
     variants = {"miaod_l2": {"strategy": "miaod", "options": {"lambda": 2.0}}}
@@ -155,7 +154,7 @@ def test_every_params_argument_of_an_experiment_with_variants_validates(tmp_path
             continue
         words = shlex.split(line)
         step, value = words[words.index("-m") + 2], words[words.index("--params") + 1]
-        P.validate(__import__("json").loads(value), f"{step} --params")
+        P.validate(json.loads(value), f"{step} --params")
         checked.add(step)
     assert {"report", "train", "train-miaod", "score", "select"} <= checked
 

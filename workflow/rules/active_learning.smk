@@ -19,8 +19,7 @@ rule train_detector:
     wildcard_constraints:
         strategy=PLAIN_STRATEGIES,
     params:
-        p=param_json("device", "num_threads", "dataset.input_size", "dataset.keep_ratio",
-                     "dataset.on_box_outside", "dataset.cache_images", "detector", "train"),
+        p=param_json(*TRAIN_KEYS),
         images=POOL_IMAGES,
     threads: config["resources"]["train"]["threads"]
     resources:
@@ -45,8 +44,7 @@ rule train_initial_detector:
     benchmark:
         f"{EXP}/initial/seed{{seed}}/benchmark.tsv"
     params:
-        p=param_json("device", "num_threads", "dataset.input_size", "dataset.keep_ratio",
-                     "dataset.on_box_outside", "dataset.cache_images", "detector", "train"),
+        p=param_json(*TRAIN_KEYS),
         images=POOL_IMAGES,
         test=TEST_JSON,
         test_images=TEST_IMAGES,
@@ -100,9 +98,7 @@ rule train_miaod:
     wildcard_constraints:
         strategy=MIAOD_STRATEGIES,
     params:
-        p=lambda w: param_json("device", "num_threads", "dataset.input_size", "dataset.keep_ratio",
-                               "dataset.on_box_outside", "dataset.cache_images", "detector", "train",
-                               *strategy_keys(w.strategy)),
+        p=lambda w: param_json(*TRAIN_KEYS, *strategy_keys(w.strategy)),
         images=POOL_IMAGES,
     threads: config["resources"]["train"]["threads"]
     resources:
@@ -128,9 +124,7 @@ rule train_ll4al:
     wildcard_constraints:
         strategy=LL4AL_STRATEGIES,
     params:
-        p=lambda w: param_json("device", "num_threads", "dataset.input_size", "dataset.keep_ratio",
-                               "dataset.on_box_outside", "dataset.cache_images", "detector", "train",
-                               *strategy_keys(w.strategy)),
+        p=lambda w: param_json(*TRAIN_KEYS, *strategy_keys(w.strategy)),
         images=POOL_IMAGES,
     threads: config["resources"]["train"]["threads"]
     resources:
@@ -158,8 +152,7 @@ rule train_eval_detector:
         strategy=EVAL_PLAIN_STRATEGIES,
         cycle=r"[1-9]\d*",
     params:
-        p=param_json("device", "num_threads", "dataset.input_size", "dataset.keep_ratio",
-                     "dataset.on_box_outside", "dataset.cache_images", "detector", "train"),
+        p=param_json(*TRAIN_KEYS),
         images=POOL_IMAGES,
     threads: config["resources"]["train"]["threads"]
     resources:
@@ -227,8 +220,7 @@ rule score_uncertainty:
     benchmark:
         f"{RUN}/benchmarks/score.tsv"
     params:
-        p=lambda w: param_json("device", "num_threads", "dataset.input_size", "dataset.keep_ratio",
-                               "dataset.on_box_outside", "dataset.cache_images", *strategy_keys(w.strategy)),
+        p=lambda w: param_json(*IMAGE_KEYS, *strategy_keys(w.strategy)),
         images=POOL_IMAGES,
         model=lambda w, input: f"--model {input.model}" if "model" in input.keys() else "",
     threads: config["resources"]["score"]["threads"]

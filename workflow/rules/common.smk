@@ -1,7 +1,6 @@
 # Input functions, paths and wildcard constraints shared by the rules.
 import json
 import os
-import re
 import shlex
 import sys
 
@@ -88,6 +87,12 @@ wildcard_constraints:
     cycle=r"\d+",
 
 
+# The params every job that reads images (IMAGE_KEYS) or trains a detector (TRAIN_KEYS) passes on.
+IMAGE_KEYS = ("device", "num_threads", "dataset.input_size", "dataset.keep_ratio", "dataset.on_box_outside",
+              "dataset.cache_images")
+TRAIN_KEYS = IMAGE_KEYS + ("detector", "train")
+
+
 def param_json(*keys):
     """The named params (dotted keys, e.g. ``dataset.digit_scenes``) as one shell-quoted JSON argument.
 
@@ -111,15 +116,14 @@ MIAOD_STRATEGIES = "|".join(n for n in STRATEGY_NAMES if base_of(n) == "miaod")
 LL4AL_STRATEGIES = "|".join(n for n in STRATEGY_NAMES if base_of(n) == "ll4al")
 # Own-trainer strategies whose learning curve comes from the plain detector trained on their labeled
 # images (option eval_detector: plain): rules train_eval_detector / share_initial_eval_detector.
-EVAL_PLAIN_STRATEGIES = "|".join(n for n in STRATEGY_NAMES
-                                 if STRATEGIES[base_of(n)].trainer != "detector"
-                                 and resolve(n, config)[1].get("eval_detector", "own") == "plain") or "(?!)"
+EVAL_PLAIN = [n for n in STRATEGY_NAMES
+              if STRATEGIES[base_of(n)].trainer != "detector" and resolve(n, config)[1].get("eval_detector") == "plain"]
+EVAL_PLAIN_STRATEGIES = "|".join(EVAL_PLAIN) or "(?!)"  # "(?!)" matches nothing
 
 
 def eval_model(w):
     """The model behind a cycle's metrics: the strategy's own, or the plain detector (eval_detector: plain)."""
-    plain = re.fullmatch(EVAL_PLAIN_STRATEGIES, w.strategy)
-    return f"{run_dir(w)}/{'eval_model.pt' if plain else 'model.pt'}"
+    return f"{run_dir(w)}/{'eval_model.pt' if w.strategy in EVAL_PLAIN else 'model.pt'}"
 
 
 def res(kind):

@@ -14,8 +14,7 @@ def mgral_record_files(w):
 
 
 def mgral_params(w):
-    return param_json("device", "num_threads", "dataset.input_size", "dataset.keep_ratio", "dataset.on_box_outside",
-                      "dataset.cache_images", "detector", "train", *strategy_keys(w.strategy))
+    return param_json(*TRAIN_KEYS, *strategy_keys(w.strategy))
 
 
 def mgral_outputs():
