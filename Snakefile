@@ -38,6 +38,7 @@ if config.get("paper_config"):
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/active_learning.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/mgral.smk"

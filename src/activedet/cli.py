@@ -18,7 +18,10 @@ from .io import InputError, write_json
 def _params(args):
     from . import params
 
-    return params.load(args.params)
+    p = params.load(args.params)
+    if getattr(args, "backbone_weights", None):  # the pipeline's pretrained backbone file
+        p["detector"]["backbone_weights"] = args.backbone_weights
+    return p
 
 
 def _dataset(params, coco, images_dir, categories=None):
@@ -49,6 +52,18 @@ def cmd_make_dataset(args) -> int:
     cfg = dict(p["dataset"]["digit_scenes"])
     summary = generate(args.out, **cfg)
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (list, dict))}))
+    return 0
+
+
+def cmd_pretrain(args) -> int:
+    from .engine.pretrain import pretrain_backbone
+
+    p = _params(args)
+    _threads(p, args)
+    summary = pretrain_backbone(p, args.out, args.detector)
+    if args.summary:
+        write_json(args.summary, summary)
+    print(json.dumps(summary))
     return 0
 
 
@@ -383,6 +398,14 @@ def build_parser() -> argparse.ArgumentParser:
     params_arg(sp)
     sp.add_argument("--out", required=True, help="output folder (pool/, test/, pool.json, test.json)")
 
+    sp = add("pretrain", cmd_pretrain, "pre-train the tiny backbone on glyph scenes (printed letters; reads no pool "
+                                       "image or label) for detector.backbone_weights")
+    params_arg(sp)
+    sp.add_argument("--out", required=True, help="backbone file to write (stem, stages and FPN weights)")
+    sp.add_argument("--detector", required=True, help="checkpoint of the whole letter detector to write")
+    sp.add_argument("--summary", default=None, help="write a JSON training summary here")
+    sp.add_argument("--threads", type=int, default=0, help="torch threads (0: params num_threads or torch default)")
+
     sp = add("init-split", cmd_init_split, "draw the initial labeled set from the pool")
     params_arg(sp)
     sp.add_argument("--pool", required=True, help="COCO JSON of the pool")
@@ -406,6 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--state", default=None, help="resumable training state (default: <out>.resume)")
     sp.add_argument("--summary", default=None, help="write a JSON training summary here")
+    sp.add_argument("--backbone-weights", default=None,
+                    help="pretrained backbone file (overrides detector.backbone_weights; the pipeline passes its "
+                         "pretrain_backbone output)")
     sp.add_argument("--threads", type=int, default=0, help="torch threads (0: params num_threads or torch default)")
 
     sp = add("train-miaod", cmd_train_miaod, "train an MI-AOD detector on labeled + unlabeled images (one cycle)")
@@ -418,6 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--state", default=None, help="resumable training state (default: <out>.resume)")
     sp.add_argument("--summary", default=None, help="write a JSON training summary here")
+    sp.add_argument("--backbone-weights", default=None,
+                    help="pretrained backbone file (overrides detector.backbone_weights; the pipeline passes its "
+                         "pretrain_backbone output)")
     sp.add_argument("--threads", type=int, default=0)
 
     sp = add("train-ll4al", cmd_train_ll4al,
@@ -430,6 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--state", default=None, help="resumable training state (default: <out>.resume)")
     sp.add_argument("--summary", default=None, help="write a JSON training summary here")
+    sp.add_argument("--backbone-weights", default=None,
+                    help="pretrained backbone file (overrides detector.backbone_weights; the pipeline passes its "
+                         "pretrain_backbone output)")
     sp.add_argument("--threads", type=int, default=0)
 
     sp = add("evaluate", cmd_evaluate, "evaluate a checkpoint: VOC mAP@0.5 (11-point and area) and COCO AP")

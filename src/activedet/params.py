@@ -76,6 +76,9 @@ def _check_consistency(p: dict, source: str) -> None:
     if det["bg_iou_threshold"] > det["fg_iou_threshold"]:
         raise InputError(f"{source}: detector.bg_iou_threshold ({det['bg_iou_threshold']}) must not exceed "
                          f"detector.fg_iou_threshold ({det['fg_iou_threshold']})")
+    if det["backbone_weights"] == "glyph_scenes" and det["arch"] != "tiny":
+        raise InputError(f"{source}: detector.backbone_weights: glyph_scenes pre-trains the tiny backbone only; "
+                         f"{det['arch']} takes a local ImageNet weights file")
     ds = p["dataset"]["digit_scenes"]
     if ds["min_size"] > ds["max_size"]:
         raise InputError(f"{source}: dataset.digit_scenes.min_size ({ds['min_size']}) exceeds max_size ({ds['max_size']})")

@@ -9,6 +9,7 @@ rule train_detector:
     input:
         labeled=labeled_before,
         pool=POOL_JSON,
+        **PRETRAINED_INPUT,
     output:
         model=f"{RUN}/model.pt",
         summary=f"{RUN}/train.json",
@@ -26,7 +27,7 @@ rule train_detector:
         **res("train"),
     shell:
         "{ACTIVEDET} train --params {params.p} --images {params.images} --labeled {input.labeled}"
-        " --out {output.model} --summary {output.summary} --seed {wildcards.seed} --threads {threads} > {log} 2>&1"
+        " --out {output.model} --summary {output.summary} --seed {wildcards.seed} --threads {threads} {BACKBONE_ARG} > {log} 2>&1"
 
 
 # Cycle 0 of every strategy that trains the plain detector starts from the same split, seed and
@@ -35,6 +36,7 @@ rule train_initial_detector:
     input:
         labeled=f"{EXP}/splits/seed{{seed}}/labeled.json",
         pool=POOL_JSON,
+        **PRETRAINED_INPUT,
     output:
         model=f"{EXP}/initial/seed{{seed}}/model.pt",
         summary=f"{EXP}/initial/seed{{seed}}/train.json",
@@ -53,7 +55,7 @@ rule train_initial_detector:
         **res("train"),
     shell:
         "({ACTIVEDET} train --params {params.p} --images {params.images} --labeled {input.labeled}"
-        " --out {output.model} --summary {output.summary} --seed {wildcards.seed} --threads {threads}"
+        " --out {output.model} --summary {output.summary} --seed {wildcards.seed} --threads {threads} {BACKBONE_ARG}"
         " && {ACTIVEDET} evaluate --model {output.model} --images {params.test_images} --annotations {params.test}"
         " --out {output.metrics} --threads {threads}) > {log} 2>&1"
 
@@ -88,6 +90,7 @@ rule train_miaod:
     input:
         labeled=labeled_before,
         pool=POOL_JSON,
+        **PRETRAINED_INPUT,
     output:
         model=f"{RUN}/model.pt",
         summary=f"{RUN}/train.json",
@@ -106,7 +109,7 @@ rule train_miaod:
     shell:
         "{ACTIVEDET} train-miaod --params {params.p} --images {params.images} --labeled {input.labeled}"
         " --pool {input.pool} --strategy {wildcards.strategy} --out {output.model} --summary {output.summary}"
-        " --seed {wildcards.seed} --threads {threads} > {log} 2>&1"
+        " --seed {wildcards.seed} --threads {threads} {BACKBONE_ARG} > {log} 2>&1"
 
 
 # LL4AL: the plain recipe plus the loss-prediction module's ranking loss (its own model every cycle).
@@ -114,6 +117,7 @@ rule train_ll4al:
     input:
         labeled=labeled_before,
         pool=POOL_JSON,
+        **PRETRAINED_INPUT,
     output:
         model=f"{RUN}/model.pt",
         summary=f"{RUN}/train.json",
@@ -132,7 +136,7 @@ rule train_ll4al:
     shell:
         "{ACTIVEDET} train-ll4al --params {params.p} --images {params.images} --labeled {input.labeled}"
         " --strategy {wildcards.strategy} --out {output.model} --summary {output.summary}"
-        " --seed {wildcards.seed} --threads {threads} > {log} 2>&1"
+        " --seed {wildcards.seed} --threads {threads} {BACKBONE_ARG} > {log} 2>&1"
 
 
 # eval_detector: plain - the learning curve of an own-trainer strategy (MI-AOD, LL4AL) from the plain
@@ -141,6 +145,7 @@ rule train_eval_detector:
     input:
         labeled=labeled_before,
         pool=POOL_JSON,
+        **PRETRAINED_INPUT,
     output:
         model=f"{RUN}/eval_model.pt",
         summary=f"{RUN}/eval_train.json",
@@ -159,7 +164,7 @@ rule train_eval_detector:
         **res("train"),
     shell:
         "{ACTIVEDET} train --params {params.p} --images {params.images} --labeled {input.labeled}"
-        " --out {output.model} --summary {output.summary} --seed {wildcards.seed} --threads {threads} > {log} 2>&1"
+        " --out {output.model} --summary {output.summary} --seed {wildcards.seed} --threads {threads} {BACKBONE_ARG} > {log} 2>&1"
 
 
 # At cycle 0 that plain detector is the shared initial one (same split, seed and recipe).

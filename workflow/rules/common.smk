@@ -92,6 +92,12 @@ IMAGE_KEYS = ("device", "num_threads", "dataset.input_size", "dataset.keep_ratio
               "dataset.cache_images")
 TRAIN_KEYS = IMAGE_KEYS + ("detector", "train")
 
+# detector.backbone_weights: glyph_scenes - every training starts from the backbone that rule
+# pretrain_backbone writes once per experiment (the papers' ImageNet-pretrained start, each cycle).
+PRETRAINED = f"{EXP}/pretrained/backbone.pt" if config["detector"]["backbone_weights"] == "glyph_scenes" else None
+PRETRAINED_INPUT = {"backbone": PRETRAINED} if PRETRAINED else {}
+BACKBONE_ARG = f"--backbone-weights {shlex.quote(PRETRAINED)}" if PRETRAINED else ""
+
 
 def param_json(*keys):
     """The named params (dotted keys, e.g. ``dataset.digit_scenes``) as one shell-quoted JSON argument.

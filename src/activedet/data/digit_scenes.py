@@ -330,14 +330,17 @@ class _SceneMaker:
     """Renders one split's images; all randomness comes from the per-image rng."""
 
     def __init__(self, p: dict[str, Any], digits: np.ndarray, labels: np.ndarray,
-                 sources: np.ndarray, probs: np.ndarray):
+                 sources: np.ndarray, probs: np.ndarray, fragment_exclude: tuple[int, ...] = (1,)):
+        # ``digits`` may hold any 8x8 glyph cells (the pre-training scenes pass letters); class k of
+        # ``labels`` is drawn with probability ``probs[k]``.
         self.p = p
+        self.n_classes = len(probs)
         self.S = p["image_size"]
         self.digits = digits
         self.sources = sources
-        self.by_class = [sources[labels[sources] == k] for k in range(N_CLASSES)]
+        self.by_class = [sources[labels[sources] == k] for k in range(self.n_classes)]
         # any piece of a "1" still looks like a "1": fragments come from the other classes
-        self.fragment_sources = sources[labels[sources] != 1]
+        self.fragment_sources = sources[~np.isin(labels[sources], fragment_exclude)]
         self.probs = probs
         n = np.arange(1, p["max_objects"] + 1)
         w = p["object_decay"] ** (n - 1).astype(np.float64)
@@ -365,7 +368,7 @@ class _SceneMaker:
         objects: list[tuple[int, int, list[float]]] = []  # (class, sklearn index, [x0, y0, x1, y1))
         dropped = 0
         for _ in range(n_want):
-            k = int(rng.choice(N_CLASSES, p=self.probs))
+            k = int(rng.choice(self.n_classes, p=self.probs))
             src = int(rng.choice(self.by_class[k]))
             h, w = self._cell_size(rng)
             patch = _resize(self.digits[src], h, w)

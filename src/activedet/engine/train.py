@@ -100,8 +100,10 @@ def params_digest(obj) -> str:
 
 
 def save_checkpoint(path: str | Path, ckpt: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
+    # Saved through a file object: torch.save names the archive's records after a *path*'s stem, which
+    # would put the random temporary name into the bytes; this way the same weights give the same file.
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(ckpt, f)
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
@@ -251,6 +253,8 @@ def load_model(path: str | Path, device: torch.device | str = "cpu"):
     if missing:
         raise InputError(f"{path}: not an activedet checkpoint (missing {', '.join(missing)}); "
                          f"give the model.pt that train writes, not its .resume state")
-    model = build_model(ckpt["params"], len(ckpt["categories"]), ckpt.get("method", "detector"))
+    # The checkpoint holds every weight: the pretrained backbone file it started from is not read again.
+    params = {**ckpt["params"], "detector": {**ckpt["params"]["detector"], "backbone_weights": None}}
+    model = build_model(params, len(ckpt["categories"]), ckpt.get("method", "detector"))
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), ckpt
