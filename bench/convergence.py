@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COLUMNS = ["fraction", "n_labeled", "seed", "factor", "iterations", "epochs", "map50", "map50_area", "coco_ap",
-           "coco_ap50", "train_seconds", "threads"]
+COLUMNS = ["backbone", "frozen_stages", "fraction", "n_labeled", "seed", "factor", "iterations", "epochs", "map50",
+           "map50_area", "coco_ap", "coco_ap50", "train_seconds", "threads"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -40,7 +40,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="multiples of the recipe's iterations (1 = the recipe)")
     ap.add_argument("--reference", action="store_true", help="also train on the whole pool (factor 1)")
     ap.add_argument("--data", default=str(ROOT / "data" / "digit_scenes"), help="digit-scenes folder")
-    ap.add_argument("--backbone", default=None, help="pretrained backbone file (default: pre-train one)")
+    ap.add_argument("--backbone", default=None,
+                    help="pretrained backbone file (default: pre-train one); 'none': random initialisation")
+    ap.add_argument("--frozen-stages", type=int, default=None, help="override detector.frozen_stages")
     ap.add_argument("--scratch", default=str(ROOT / "results" / "convergence"), help="models and backbone")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", required=True, help="CSV to append rows to")
@@ -78,7 +80,11 @@ def main(argv=None) -> int:
     scratch.mkdir(parents=True, exist_ok=True)
     if not (data / "pool.json").is_file():
         generate(data, **params["dataset"]["digit_scenes"])
-    if params["detector"]["backbone_weights"] == "glyph_scenes":
+    if args.frozen_stages is not None:
+        params["detector"]["frozen_stages"] = args.frozen_stages
+    if args.backbone == "none":
+        params["detector"]["backbone_weights"] = None
+    elif params["detector"]["backbone_weights"] == "glyph_scenes":
         backbone = Path(args.backbone) if args.backbone else scratch / "backbone.pt"
         if not backbone.is_file():
             pretrain_backbone(params, backbone, scratch / "glyph_detector.pt")
@@ -106,7 +112,8 @@ def main(argv=None) -> int:
         with torch.no_grad():
             m = evaluate_detections(test.to_dict(), predict(model, test_ds, torch.device("cpu"), 64))
         it = summary["iterations"]
-        row = {"fraction": fraction, "n_labeled": n, "seed": seed, "factor": factor, "iterations": it,
+        row = {"backbone": "pretrained" if params["detector"]["backbone_weights"] else "random init",
+               "frozen_stages": params["detector"]["frozen_stages"], "fraction": fraction, "n_labeled": n, "seed": seed, "factor": factor, "iterations": it,
                "epochs": round(it * p["train"]["batch_size"] / n, 1), "map50": round(m["map50"], 4),
                "map50_area": round(m["map50_area"], 4), "coco_ap": round(m["coco_ap"], 4),
                "coco_ap50": round(m["coco_ap50"], 4), "train_seconds": round(seconds, 1), "threads": args.threads}
