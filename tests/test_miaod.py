@@ -408,3 +408,24 @@ def test_uniform_weight_loss_and_gradient_are_of_the_mil_weighted_size_on_the_un
     for i in (0, 1):
         assert 0.2 < size["one"][i] / size["mil"][i] < 5
         assert size["one_raw"][i] / size["mil"][i] > 100
+
+
+def test_instance_loss_default_is_justified_by_the_paper_or_the_released_code_not_by_pool_labels():
+    """The embedded default follows Eq. 1 (sum), the schema default the released code (mean); their stated
+    reasons name those sources and no measurement on pool labels, which an active-learning run does not have."""
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "params.yaml").read_text().splitlines()
+    i = next(k for k, line in enumerate(text) if line.strip().startswith("instance_loss:"))
+    comment = " ".join(line.split("#", 1)[1] for line in text[i:i + 3] if "#" in line
+                       and (line is text[i] or line.strip().startswith("#")))
+    assert yaml.safe_load((root / "params.yaml").read_text())["strategies"]["miaod"]["instance_loss"] == "sum"
+    assert "Eq. 1" in comment and "released code" in comment
+    schema = yaml.safe_load((root / "src" / "activedet" / "params.schema.yaml").read_text())
+    spec = schema["properties"]["strategies"]["properties"]["miaod"]["properties"]["instance_loss"]
+    assert spec["default"] == "mean" and "released code" in spec["description"] and "Eq. 1" in spec["description"]
+    for reason in (comment, spec["description"]):
+        assert "pool" not in reason and "mAP" not in reason

@@ -61,7 +61,8 @@ def head_outputs(model: RetinaNet, images: torch.Tensor, phase: str = "label", l
 def labeled_loss(model, out, images, targets, params, use_mil: bool, instance_loss: str = "mean") -> torch.Tensor:
     """Eq. 1 (both classifiers) plus, with IUR on labeled data, the image classification loss (Eq. 6).
 
-    ``instance_loss``: mean - 0.5(FL(f1) + FL(f2)) as the released code; sum - FL(f1) + FL(f2), the paper's Eq. 1.
+    ``instance_loss``: mean - 0.5(FL(f1) + FL(f2)) as the released code; sum - FL(f1) + FL(f2), the paper's Eq. 1
+    (``l_det = Σ_i FL(ŷ^f1_i) + FL(ŷ^f2_i) + SmoothL1(ŷ^fr_i)``; the boxes take L1 as in the released code).
     """
     det = params["detector"]
     anchors = model.anchors(images)
