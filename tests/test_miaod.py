@@ -319,3 +319,113 @@ def test_scoring_with_a_model_of_the_wrong_trainer_is_refused(tmp_path):
     with pytest.raises(InputError, match="trained by 'miaod', but strategy entropy"):
         build_strategy("entropy", p).check_model({"method": "miaod"}, "model.pt")
     build_strategy("entropy", p).check_model({}, "model.pt")  # older checkpoints: plain detector
+
+
+def test_random_image_score_draws_from_seed_and_cycle_like_the_random_strategy(monkeypatch):
+    """Table 1's random rows: the draw follows (seed, cycle), never the labeled set's size alone."""
+    import numpy as np
+
+    from activedet.engine import predict
+    from activedet.strategies import build_strategy
+    from activedet.strategies.random import RandomStrategy
+
+    n, batch = 40, 8
+
+    def fake_run_model(model, pool, device, batch_size, on_batch, **kw):  # discrepancies rising with the image id
+        for start in range(0, n, batch):
+            f1 = torch.arange(start, start + batch, dtype=torch.float32)[:, None, None].expand(-1, 5, 2) / n
+            on_batch(None, None, {"cls": f1, "cls2": torch.zeros_like(f1)}, None)
+
+    monkeypatch.setattr(predict, "run_model", fake_run_model)
+
+    class Pool:
+        records = [({"id": i}, None, None, None) for i in range(1, n + 1)]
+
+    p = P.load(None)
+    labeled = set(range(1, 11))
+    strategy = build_strategy("miaod", {**p, "strategies": {**p["strategies"], "miaod": {
+        **p["strategies"]["miaod"], "image_score": "random"}}})
+
+    def picks(seed, cycle):
+        scores = strategy.score(None, Pool(), labeled, "cpu", batch)
+        return strategy.select(scores, 8, np.random.default_rng([seed, cycle]))
+
+    a = picks(0, 0)
+    assert a == picks(0, 0)  # same seed and cycle: same picks
+    assert picks(1, 0) != a and picks(2, 0) != a and picks(0, 1) != a  # other seeds or cycles: other picks
+    assert len(set(a)) == 8 and not set(a) & labeled
+    scores = strategy.score(None, Pool(), labeled, "cpu", batch)
+    assert a == RandomStrategy().select(scores, 8, np.random.default_rng([0, 0]))  # the random strategy's rule
+    # the top-k score still ranks by uncertainty
+    top = build_strategy("miaod", p).select(scores, 8, np.random.default_rng([0, 0]))
+    assert top == list(range(n, n - 8, -1))
+
+
+def test_uniform_weight_has_the_mil_weights_mass_and_matches_a_hand_computed_loss():
+    """w = 1 (Table 1 without IUR, Table 3's w = 1 rows) at the MIL weights' mass: 1/(N_l·C) per anchor and class."""
+    from activedet.engine.miaod import discrepancy_weight, uniform_weight
+
+    w = uniform_weight(LEVELS, 3)
+    assert w.shape == (1, 3, 1) and w.flatten().tolist() == pytest.approx([1 / 6, 1 / 6, 1 / 3])
+    y = mil_instance_scores(F1, F2, FMIL, LEVELS)
+    for b in range(2):  # per level, both weights sum to 1 over its anchors and classes
+        assert [float(y[b, :2].sum()), float(y[b, 2:].sum())] == pytest.approx([1.0, 1.0])
+    assert [float(w[0, :2].sum()) * 3, float(w[0, 2:].sum()) * 3] == pytest.approx([1.0, 1.0])
+    cfg = {**P.load(None)["strategies"]["miaod"], "lambda": 0.5}
+    out = {"cls": F1, "cls2": F2, "mil": FMIL, "level_sizes": LEVELS}
+    d = [[[abs(sig(F1[b, a, c].item()) - sig(F2[b, a, c].item())) for c in range(3)] for a in range(3)]
+         for b in range(2)]
+    per_anchor = [1 / 6, 1 / 6, 1 / 3]
+    by_hand = 0.5 * sum(sum(d[b][a]) / 3 * per_anchor[a] for b in range(2) for a in range(3)) / 2  # / batch
+    for c in ({**cfg, "weight": "one"}, {**cfg, "iur": False}, {**cfg, "iur": False, "weight": "mil"}):
+        assert float(unlabeled_loss(None, out, {**c, "iur_set": "none"}, maximize=False)) == pytest.approx(by_hand)
+    raw = 0.5 * sum(sum(d[b][a]) / 3 for b in range(2) for a in range(3)) / 2
+    for c in ({**cfg, "weight": "one_raw"}, {**cfg, "iur": False, "weight": "one_raw"}):
+        assert discrepancy_weight(c, out, y) == 1.0
+        assert float(unlabeled_loss(None, out, {**c, "iur_set": "none"}, maximize=False)) == pytest.approx(raw)
+    # a discrepancy equal everywhere: the same loss under the uniform and the MIL weights (same mass per level)
+    flat = {"cls": torch.full_like(F1, 1.0), "cls2": torch.full_like(F2, -1.0), "mil": FMIL, "level_sizes": LEVELS}
+    y_flat = mil_instance_scores(flat["cls"], flat["cls2"], FMIL, LEVELS)
+    assert float(discrepancy(flat["cls"], flat["cls2"], discrepancy_weight({**cfg, "weight": "one"}, flat, y_flat), 0.5)) \
+        == pytest.approx(float(discrepancy(flat["cls"], flat["cls2"], y_flat, 0.5)))
+
+
+def test_uniform_weight_loss_and_gradient_are_of_the_mil_weighted_size_on_the_untrained_detector():
+    """The raw w = 1 is thousands of times the MIL-weighted loss (a change of λ's scale); the uniform one is not."""
+    p, model = _model()
+    model.train()
+    images = torch.rand(2, 3, 64, 64)
+    cfg = {**p["strategies"]["miaod"], "iur_set": "none"}
+    size = {}
+    for weight in ("mil", "one", "one_raw"):
+        model.zero_grad(set_to_none=True)
+        loss = unlabeled_loss(model, model(images, branches=("cls", "cls2", "mil")), {**cfg, "weight": weight},
+                              maximize=False)
+        loss.backward()
+        grad = torch.cat([q.grad.flatten() for n, q in model.named_parameters()
+                          if n.startswith(("branches.cls.", "branches.cls2.")) and q.grad is not None]).norm()
+        size[weight] = (float(loss.detach()), float(grad))
+    for i in (0, 1):
+        assert 0.2 < size["one"][i] / size["mil"][i] < 5
+        assert size["one_raw"][i] / size["mil"][i] > 100
+
+
+def test_instance_loss_default_is_justified_by_the_paper_or_the_released_code_not_by_pool_labels():
+    """The embedded default follows Eq. 1 (sum), the schema default the released code (mean); their stated
+    reasons name those sources and no measurement on pool labels, which an active-learning run does not have."""
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "params.yaml").read_text().splitlines()
+    i = next(k for k, line in enumerate(text) if line.strip().startswith("instance_loss:"))
+    comment = " ".join(line.split("#", 1)[1] for line in text[i:i + 3] if "#" in line
+                       and (line is text[i] or line.strip().startswith("#")))
+    assert yaml.safe_load((root / "params.yaml").read_text())["strategies"]["miaod"]["instance_loss"] == "sum"
+    assert "Eq. 1" in comment and "released code" in comment
+    schema = yaml.safe_load((root / "src" / "activedet" / "params.schema.yaml").read_text())
+    spec = schema["properties"]["strategies"]["properties"]["miaod"]["properties"]["instance_loss"]
+    assert spec["default"] == "mean" and "released code" in spec["description"] and "Eq. 1" in spec["description"]
+    for reason in (comment, spec["description"]):
+        assert "pool" not in reason and "mAP" not in reason

@@ -4,7 +4,8 @@ import pytest
 import yaml
 
 from activedet import params as P
-from activedet.paper_tables import TABLES, build_table, read_paper, strategies_needed, to_markdown, write_tables
+from activedet.paper_tables import (TABLES, build_table, read_paper, row_strategies, strategies_needed, to_markdown,
+                                   write_tables)
 
 
 def fake_curves(strategies):
@@ -24,13 +25,25 @@ def test_every_paper_row_appears_with_ours_beside_it():
         df = build_table(fake_curves(ran), name)
         assert (df["source"].str.startswith("paper")).sum() == len(paper)
         ours = df[df["source"].str.startswith("ours")]
-        assert len(ours) == len(spec["rows"])
+        assert len(ours) == sum(len(row_strategies(name, key)) for key in spec["rows"])
         # mean ± std over the two seeds at 5%: 0.1 + 0.01 k + {0, 0.02} -> mean +0.01, std 0.0141
-        k = ran.index(spec["rows"][tuple(str(paper.iloc[0][c]) for c in spec["keys"])])
+        k = ran.index(row_strategies(name, tuple(str(paper.iloc[0][c]) for c in spec["keys"]))[0])
         first = ours.iloc[0]
         assert first["ours 5%"] == f"{100 * (0.11 + 0.01 * k):.1f} ± 1.4"
         assert "2 seeds" in first["source"]
         assert "| paper" in to_markdown(df, spec["title"])
+
+
+def test_w1_rows_report_the_uniform_and_the_raw_weight_under_the_same_paper_row():
+    for name, key in (("miaod_table1", ("1", "0", "mean_uncertainty")), ("miaod_table3", ("1", "labeled"))):
+        df = build_table(fake_curves(strategies_needed(name)), name)
+        keys = TABLES[name]["keys"]
+        rows = df[(df[keys].astype(str).apply(tuple, axis=1) == key) & df["source"].str.startswith("ours")]
+        variants = [s.split("(")[1].split(",")[0] for s in rows["source"]]
+        assert len(variants) == 2 and variants[1] == variants[0] + "_raw"
+    params = config_params("miaod_ablation.yaml")
+    assert params["variants"]["t1_iul1_iur0_mean_raw"]["options"] == {"iur": False, "weight": "one_raw"}
+    assert params["variants"]["t3_w1_labeled"]["options"]["weight"] == "one"
 
 
 def test_missing_runs_say_so_and_files_are_written(tmp_path):

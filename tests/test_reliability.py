@@ -782,6 +782,73 @@ def test_unreadable_resume_state_restarts_training(trained, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a) and not state.exists()
 
 
+# MI-AOD killed inside its unlabeled phases: phases label 6, min 2, max 2, label 6, min 2, max 2, label 6 (26
+# iterations, a resume state after every one); 2 images per batch, so the labeled and the unlabeled stream
+# (4 images each) are at different positions whenever a min or max phase has run.
+MIAOD_KILL = {**TINY, "train": {**TINY["train"], "min_iterations": 26, "batch_size": 2, "checkpoint_every": 1}}
+KILL_AFTER_STATE = """
+import os, signal, sys
+import activedet.engine.miaod as m
+real, target = m.save_checkpoint, (int(sys.argv[1]), int(sys.argv[2]))
+def save(path, ckpt):  # SIGKILL right after the resume state of the target point is on disk
+    real(path, ckpt)
+    if str(path).endswith(".resume") and (ckpt["phase"], ckpt["iteration"]) == target:
+        os.kill(os.getpid(), signal.SIGKILL)
+m.save_checkpoint = save
+from activedet.cli import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+@pytest.fixture(scope="module")
+def miaod_reference(tmp_path_factory):
+    """8 images: 4 labeled, the other 4 MI-AOD's unlabeled images; the uninterrupted training's weights."""
+    root = tmp_path_factory.mktemp("miaod_kill")
+    data = base_coco()
+    pool = write_coco(root, data)
+    labeled = {**data, "images": data["images"][:4], "annotations": [a for a in data["annotations"] if a["image_id"] <= 4]}
+    (root / "labeled.json").write_text(json.dumps(labeled))
+    argv = lambda out: ["train-miaod", "--params", json.dumps(MIAOD_KILL), "--images", str(root / "images"),  # noqa: E731
+                        "--labeled", str(root / "labeled.json"), "--pool", str(pool), "--out", str(out),
+                        "--summary", f"{out}.json"]
+    assert main(argv(root / "reference.pt")) == 0
+    return root, argv
+
+
+@pytest.mark.parametrize("phase, iteration, where", [(4, 17, "inside the second min phase"),
+                                                      (2, 9, "inside the first max phase"),
+                                                      (2, 8, "at the start of the first max phase"),
+                                                      (6, 21, "in the last label phase, after both rounds")])
+def test_miaod_killed_in_its_unlabeled_phases_resumes_to_the_uninterrupted_weights(
+        miaod_reference, tmp_path, phase, iteration, where):
+    import activedet
+
+    root, argv = miaod_reference
+    out = tmp_path / "model.pt"
+    e = env()
+    e["PYTHONPATH"] = os.pathsep.join([str(Path(activedet.__file__).parents[1]), e.get("PYTHONPATH", "")])
+    killed = subprocess.run([str(BIN / "python"), "-c", KILL_AFTER_STATE, str(phase), str(iteration), *argv(out)],
+                            env=e, capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    state = torch.load(f"{out}.resume", weights_only=True)
+    assert (state["phase"], state["iteration"]) == (phase, iteration) and not out.exists()
+    assert ("optimizer" in state) == (iteration != 8)  # inside a phase the state carries its momentum buffers
+    logs = []
+    from activedet.engine import miaod as engine
+
+    real_train = engine.train_miaod
+    with pytest.MonkeyPatch.context() as mp:  # the CLI's run, with the trainer's log lines captured
+        mp.setattr(engine, "train_miaod", lambda *a, **k: real_train(*a, **{**k, "log": logs.append}))
+        assert main(argv(out)) == 0
+    assert any(f"resumed from {out}.resume at phase {phase}" in m for m in logs), logs
+    assert not Path(f"{out}.resume").exists()
+    got, want = (torch.load(f, weights_only=True) for f in (out, root / "reference.pt"))
+    assert got["model"].keys() == want["model"].keys()
+    for k in want["model"]:  # bit for bit
+        assert torch.equal(got["model"][k], want["model"][k]), (where, k)
+    assert got["history"] == want["history"]
+
+
 # ------------------------------------------------------------------ item 4: merge invariants (property)
 BROKEN = ["duplicate", "too_few", "too_many", "already_labeled", "outside_pool", "tampered_box", "dropped_box"]
 

@@ -49,7 +49,12 @@ def collect_curves(exp_dir: str | Path, strategies: list[str], seeds: list[int],
 
 
 def area_under_curve(fraction: np.ndarray, values: np.ndarray) -> float:
-    """Trapezoid area under mAP vs labeled fraction, divided by the fraction range (a mean mAP)."""
+    """ALC: the trapezoid area under mAP vs labeled fraction, divided by the fraction's span.
+
+    ``fraction`` and ``values`` are [n] arrays (any order); the result is in mAP units: the curve's
+    average height over the labeled range, which is not the mean of the cycles' mAPs (the end points
+    weigh half, and uneven fraction steps weigh by their width). A single point (or no span) gives its mAP.
+    """
     order = np.argsort(fraction)
     x, y = np.asarray(fraction)[order], np.asarray(values)[order]
     if len(x) < 2 or x[-1] == x[0]:
@@ -70,7 +75,8 @@ def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, floa
 
 
 def summarize(curves: pd.DataFrame, reference: str = "random") -> pd.DataFrame:
-    """One row per strategy: mean/std mAP@0.5 at each cycle, ALC, and the paired ALC difference to
+    """One row per strategy: mean/std mAP@0.5 at each cycle, ALC (:func:`area_under_curve` per seed, then
+    mean/std over seeds), and the paired ALC difference to
     ``reference`` (same seed = same initial set) with its 95% confidence interval."""
     alc = (curves.groupby(["strategy", "seed"])
            .apply(lambda g: area_under_curve(g["fraction"].to_numpy(), g["map50"].to_numpy()), include_groups=False)

@@ -20,7 +20,8 @@ import torch
 
 from ..data.dataset import DetectionDataset, augment_batch
 from ..models import build_model
-from ..models.miaod import discrepancy, image_labels, image_scores, mil_instance_scores, mil_loss, pseudo_image_labels
+from ..models.miaod import (discrepancy, image_labels, image_scores, level_index, mil_instance_scores, mil_loss,
+                            pseudo_image_labels)
 from ..models.retinanet import RetinaNet
 from .train import (Logger, batch_indices, load_batch, lr_factor, params_digest, read_resume_state, resolve_device,
                     save_checkpoint, seed_everything, set_threads, total_iterations)
@@ -60,7 +61,8 @@ def head_outputs(model: RetinaNet, images: torch.Tensor, phase: str = "label", l
 def labeled_loss(model, out, images, targets, params, use_mil: bool, instance_loss: str = "mean") -> torch.Tensor:
     """Eq. 1 (both classifiers) plus, with IUR on labeled data, the image classification loss (Eq. 6).
 
-    ``instance_loss``: mean - 0.5(FL(f1) + FL(f2)) as the released code; sum - FL(f1) + FL(f2), the paper's Eq. 1.
+    ``instance_loss``: mean - 0.5(FL(f1) + FL(f2)) as the released code; sum - FL(f1) + FL(f2), the paper's Eq. 1
+    (``l_det = Σ_i FL(ŷ^f1_i) + FL(ŷ^f2_i) + SmoothL1(ŷ^fr_i)``; the boxes take L1 as in the released code).
     """
     det = params["detector"]
     anchors = model.anchors(images)
@@ -75,12 +77,38 @@ def labeled_loss(model, out, images, targets, params, use_mil: bool, instance_lo
     return loss
 
 
+def uniform_weight(level_sizes: list[int], num_classes: int, device=None) -> torch.Tensor:
+    """w = 1 at the MIL weights' mass: ``1 / (N_l · C)`` for every anchor of level l and class, [1, A, 1].
+
+    The MIL weight (Eq. 5 as coded) is a softmax over a level's N_l anchors times a softmax over the
+    C classes, so it sums to 1 over each level's anchors and classes. Replacing both factors by
+    uniform distributions keeps that mass and removes only the re-weighting; the raw w = 1
+    (``weight: one_raw``) makes the discrepancy about N_l·C times larger, a change of λ's scale.
+    """
+    n = torch.tensor(level_sizes, device=device, dtype=torch.float32)[level_index(level_sizes, device)]
+    return (1.0 / (n * num_classes))[None, :, None]
+
+
+def discrepancy_weight(cfg: dict, out: dict, y_cls: torch.Tensor) -> torch.Tensor | float:
+    """w in Eq. 7 per ``cfg['weight']`` (Table 3): ``mil`` ŷ^cls, ``f1`` σ(f1), ``one`` uniform at the
+    MIL weights' mass (:func:`uniform_weight`), ``one_raw`` the constant 1. Without IUR (Table 1's
+    "IUL without IUR") w is ``one``, or ``one_raw`` when ``cfg['weight']`` asks for it."""
+    kind = cfg["weight"] if cfg["iur"] or cfg["weight"] == "one_raw" else "one"
+    if kind == "mil":
+        return y_cls
+    if kind == "f1":
+        return torch.sigmoid(out["cls"])
+    if kind == "one_raw":
+        return 1.0
+    return uniform_weight(out["level_sizes"], out["cls"].shape[-1], out["cls"].device)
+
+
 def unlabeled_loss(model, out, cfg: dict, maximize: bool) -> torch.Tensor:
     """Eq. 3/7 discrepancy (re-weighted per ``cfg['weight']``) and, in the min step, the pseudo-label MIL loss."""
     f1, f2 = out["cls"], out["cls2"]
     y_cls = mil_instance_scores(f1, f2, out["mil"], out["level_sizes"])
     # IUR: w in Eq. 7 re-weights the discrepancy; iur_set says where the MIL loss (Eq. 6) applies.
-    weight = {"one": 1.0, "f1": torch.sigmoid(f1), "mil": y_cls}[cfg["weight"]] if cfg["iur"] else 1.0
+    weight = discrepancy_weight(cfg, out, y_cls)
     # Eq. 7 sums over images; dividing by the batch keeps λ's meaning independent of the batch size
     # (the released code trains with 2 images per GPU, the default here 16).
     loss = discrepancy(f1, f2, weight, cfg["lambda"], maximize=maximize) / f1.shape[0]
@@ -109,6 +137,10 @@ def train_miaod(params: dict, labeled: DetectionDataset, unlabeled: DetectionDat
     """Train the MI-AOD detector of one cycle; write the checkpoint; return a summary.
 
     ``options`` are the MI-AOD options (default ``strategies.miaod``; a variant passes its own).
+    ``state_path`` holds a resumable state written at every phase end and every
+    ``train.checkpoint_every`` iterations inside a phase (then with the phase's optimizer): a killed
+    job resumes from it, both batch streams at the positions they had reached, and ends with the
+    same weights as an uninterrupted run.
     """
     log = log or Logger()
     cfg, mcfg = params["train"], options or params["strategies"]["miaod"]
@@ -124,17 +156,24 @@ def train_miaod(params: dict, labeled: DetectionDataset, unlabeled: DetectionDat
     digest = params_digest({"params": {"detector": params["detector"], "train": cfg, "miaod": mcfg}, "seed": seed,
                             "labeled": [r[0]["id"] for r in labeled.records],
                             "unlabeled": [r[0]["id"] for r in unlabeled.records]})
-    start_phase, start_it, history = 0, 0, []
+    start_phase, start_it, history, opt_state = 0, 0, [], None
     if state_path and Path(state_path).is_file():
         state = read_resume_state(state_path, device, log)
         if state.get("digest") == digest:
             model.load_state_dict(state["model"])
             start_phase, start_it, history = state["phase"], state["iteration"], state["history"]
-            log(f"resumed from {state_path} at phase {start_phase}")
+            opt_state = state.get("optimizer")  # a state saved inside a phase carries that phase's optimizer
+            log(f"resumed from {state_path} at phase {start_phase} ({phases[start_phase]}), iteration {start_it}/{total}")
+    # Every iteration draws one labeled batch; only min/max iterations draw an unlabeled one, so a resumed
+    # run continues the unlabeled stream at the number of unlabeled batches already consumed.
+    done_in_phase = start_it - sum(counts[:start_phase])
+    unlabeled_done = (sum(n for p_, n in zip(phases[:start_phase], counts) if p_ != "label")
+                      + (done_in_phase if start_phase < len(phases) and phases[start_phase] != "label" else 0))
     labeled_batches = batch_indices(len(labeled), cfg["batch_size"], seed, start_it)
     # The unlabeled loader cycles (never StopIteration) and its batches are flagged as unlabeled explicitly.
-    unlabeled_batches = batch_indices(len(unlabeled), cfg["batch_size"], seed + 7_777, start_it)
+    unlabeled_batches = batch_indices(len(unlabeled), cfg["batch_size"], seed + 7_777, unlabeled_done)
     it = start_it
+    every = cfg["checkpoint_every"]
     t0 = time.perf_counter()
     model.train()
     for k in range(start_phase, len(phases)):
@@ -142,7 +181,11 @@ def train_miaod(params: dict, labeled: DetectionDataset, unlabeled: DetectionDat
         trainable = set_trainable(model, phase, frozen)
         # A fresh optimizer per phase, as in the released code.
         opt = torch.optim.SGD(trainable, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
-        for _ in range(n):
+        first = 0
+        if k == start_phase and done_in_phase:
+            opt.load_state_dict(opt_state)  # momentum buffers of the interrupted phase
+            first = done_in_phase
+        for j in range(first, n):
             for g in opt.param_groups:
                 g["lr"] = cfg["lr"] * lr_at(it)
             images, targets = load_batch(labeled, next(labeled_batches), device)
@@ -175,6 +218,9 @@ def train_miaod(params: dict, labeled: DetectionDataset, unlabeled: DetectionDat
                                 "loss_unlabeled": None if loss_u is None else float(loss_u.detach())})
                 log(f"iter {it}/{total} {phase} loss {value:.4f}"
                     + ("" if loss_u is None else f" unlabeled {float(loss_u.detach()):.4f}"))
+            if state_path and every and it % every == 0 and j + 1 < n:  # inside a phase: keep its optimizer
+                save_checkpoint(state_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "phase": k,
+                                             "iteration": it, "history": history, "digest": digest})
         if state_path and k + 1 < len(phases):
             save_checkpoint(state_path, {"model": model.state_dict(), "phase": k + 1, "iteration": it,
                                          "history": history, "digest": digest})
