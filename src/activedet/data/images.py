@@ -2,7 +2,7 @@
 
 One notion of an image everywhere (reader, sizes in ``selected.csv``, pre-annotations, import,
 contact sheet, training): the **displayed frame**, i.e. the stored pixels with the EXIF
-``Orientation`` tag applied (``PIL.ImageOps.exif_transpose``), as browsers, Label Studio and CVAT
+``Orientation`` tag applied (the table of ``PIL.ImageOps.exif_transpose``), as browsers, Label Studio and CVAT
 show a phone photo. Its size is :func:`image_size` (from the header, without decoding).
 
 Pixel values become 8-bit RGB as a viewer shows them:
@@ -35,7 +35,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from ..io import InputError
 
@@ -45,6 +45,10 @@ _SETTINGS = {"max_image_pixels": DEFAULT_MAX_IMAGE_PIXELS, "high_bit_scaling": "
 # EXIF orientations 5..8 turn the image by 90 degrees: the displayed width is the stored height.
 _TRANSPOSED = (5, 6, 7, 8)
 _ORIENTATION = 0x0112
+# ImageOps.exif_transpose's table: EXIF orientation -> the transposition that gives the displayed frame
+_EXIF_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                   4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270,
+                   7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 _PILLOW_RGB = ("1", "L", "P", "RGB", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "LAB", "HSV", "LA", "La", "PA")
 
@@ -66,28 +70,30 @@ def configure(dataset: dict | None) -> None:
 
 @contextlib.contextmanager
 def _opened(path: Path, where: str | None):
-    """``Image.open`` with our pixel limit instead of Pillow's (its warning and error turned off, ours raised)."""
+    """``Image.open`` with our pixel limit instead of Pillow's (its warning and error off while the file is open)."""
     if not path.is_file():
         raise InputError(f"{_head(path, where)} not found")
     saved = Image.MAX_IMAGE_PIXELS
     try:
-        Image.MAX_IMAGE_PIXELS = None  # our own check below, with the configured limit and a message
+        Image.MAX_IMAGE_PIXELS = None  # checked below with the configured limit and a message naming the file
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(path)
-    except Exception as e:  # Pillow's plugins raise many types (OSError, SyntaxError, struct.error, ...)
-        raise InputError(f"{_head(path, where)} is unreadable or corrupt ({_reason(e)})") from None
+            try:
+                im = Image.open(path)
+            except Exception as e:  # Pillow's plugins raise many types (OSError, SyntaxError, struct.error, ...)
+                raise InputError(f"{_head(path, where)} is unreadable or corrupt ({_reason(e)})") from None
+            try:
+                limit = _SETTINGS["max_image_pixels"]
+                if limit and im.width * im.height > limit:
+                    raise InputError(f"{_head(path, where)} is {im.width}x{im.height} = {im.width * im.height:,} "
+                                     f"pixels, above the limit dataset.max_image_pixels = {limit:,} (a guard "
+                                     f"against decompression bombs); raise it, or set 0 for no limit, if the "
+                                     f"image is yours")
+                yield im
+            finally:
+                im.close()
     finally:
         Image.MAX_IMAGE_PIXELS = saved
-    try:
-        limit = _SETTINGS["max_image_pixels"]
-        if limit and im.width * im.height > limit:
-            raise InputError(f"{_head(path, where)} is {im.width}x{im.height} = {im.width * im.height:,} pixels, "
-                             f"above the limit dataset.max_image_pixels = {limit:,} (a guard against decompression "
-                             f"bombs); raise it, or set 0 for no limit, if the image is yours")
-        yield im
-    finally:
-        im.close()
 
 
 def _head(path: Path, where: str | None) -> str:
@@ -151,17 +157,18 @@ def read_image(path: str | Path, where: str | None = None) -> Image.Image:
     with _opened(path, where) as im:
         try:
             im.load()
-            # The displayed frame: Pillow's exif_transpose (the tools' convention); a corrupt EXIF block counts as none.
-            shown = ImageOps.exif_transpose(im) if exif_orientation(im) != 1 else im
-            mode = shown.mode
+            mode = im.mode
             if mode in _PILLOW_RGB:
-                out = shown.convert("RGB")
+                out = im.convert("RGB")
             elif mode in _SIXTEEN_BIT or mode in ("I", "F"):
-                out = Image.fromarray(_scaled(np.asarray(shown), mode, path, where), "L").convert("RGB")
+                out = Image.fromarray(_scaled(np.asarray(im), mode, path, where), "L").convert("RGB")
             else:
                 raise InputError(f"{_head(path, where)} has pixel mode {mode!r}, which is not supported "
                                  f"(convert it to 8- or 16-bit grey or RGB)")
-            return out
+            # The displayed frame: the transposition of ImageOps.exif_transpose (the tools' convention), applied
+            # after the conversion because Pillow's transpose garbles 16-bit modes; a corrupt EXIF counts as none.
+            method = _EXIF_TRANSPOSE.get(exif_orientation(im))
+            return out.transpose(method) if method is not None else out
         except InputError:
             raise
         except MemoryError:

@@ -100,8 +100,9 @@ SEVERAL_RULES = ("ground_truth_or_latest", "refuse")
 REGION_TYPES = {"rectanglelabels": "rectanglelabels", "rectangle": None, "polygonlabels": "polygonlabels",
                 "polygon": None, "brushlabels": "brushlabels", "brush": None, "ellipselabels": "ellipselabels",
                 "ellipse": None}
-# Per-region results kept as the region's attributes (``value[type]`` under the result's from_name).
-ATTRIBUTE_TYPES = ("choices", "textarea", "rating", "number", "datetime", "taxonomy")
+# Per-region results kept as the region's attributes: result type -> the key of its value (under its from_name).
+ATTRIBUTE_TYPES = {"choices": "choices", "textarea": "text", "rating": "rating", "number": "number",
+                   "datetime": "datetime", "taxonomy": "taxonomy"}
 
 
 def _when(annotation: dict, index: int) -> tuple:
@@ -205,7 +206,7 @@ def _regions(result: list, where: str, image: AnnotatedImage, regions: str, warn
         if kind == "labels" and rid in drawn:
             labels[rid] = value.get("labels")
         elif kind in ATTRIBUTE_TYPES and rid in drawn:
-            attributes.setdefault(rid, {})[str(name)] = value.get(kind)
+            attributes.setdefault(rid, {})[str(name)] = value.get(ATTRIBUTE_TYPES[kind])
         else:
             what = "belongs to no region" if kind in ATTRIBUTE_TYPES or kind == "labels" else "draws no box"
             warnings.append(f"{where}: result of type {kind!r} (from_name {name!r}) skipped: it {what}")
