@@ -606,3 +606,19 @@ def test_label_studio_rotated_rectangle_becomes_its_enclosing_box(tmp_path, caps
                                             pytest.approx(40))
     assert read_export(tmp_path / "e.json", regions="skip")[0].boxes == []
     assert "region 'r' (rectanglelabels, rotated, label 'red') skipped" in capsys.readouterr().out
+
+
+def test_a_selection_file_that_is_not_text_is_an_error_not_a_traceback(tmp_path, capsys):
+    selected = tmp_path / "selected.csv"
+    selected.write_bytes(b"rank,image\n\xff\xfe\x00binary")
+    labeled = tmp_path / "labeled.json"
+    labeled.write_text(json.dumps({"images": [], "annotations": [], "categories": [{"id": 1, "name": "red"}]}))
+    (tmp_path / "export.json").write_text("[]")
+    assert main(["import-labels", "--export", str(tmp_path / "export.json"), "--selected", str(selected),
+                 "--labeled", str(labeled)]) == 2
+    err = no_traceback(capsys)
+    assert err.startswith(f"error: {selected}: not a readable selection CSV")
+    selected.write_text("rank,image,image_id,score,width,height\n1,a.png,1,,64,64\n")
+    assert main(["import-labels", "--export", str(tmp_path), "--selected", str(selected),  # a folder, not a file
+                 "--labeled", str(labeled)]) == 2
+    assert no_traceback(capsys).startswith(f"error: {tmp_path}: export file not found")

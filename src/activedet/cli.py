@@ -73,9 +73,8 @@ def cmd_make_dataset(args) -> int:
 
 
 def cmd_init_split(args) -> int:
-    from .data.splits import initial_split
-
     from .data.coco import POOL_CATEGORIES_KEY, CocoData, without_unused_categories
+    from .data.splits import initial_split
 
     p = _params(args)
     pool = _load(args.pool, p)
@@ -177,6 +176,7 @@ def cmd_train_ll4al(args) -> int:
 def cmd_evaluate(args) -> int:
     import torch
 
+    from .data.images import configure as configure_images
     from .engine.predict import predict
     from .engine.train import load_model, resolve_device
     from .evaluation import evaluate_detections
@@ -186,9 +186,7 @@ def cmd_evaluate(args) -> int:
     model, ckpt = load_model(args.model, device)
     p = ckpt["params"]
     _threads(p, args)
-    from .data.images import configure
-
-    configure(p["dataset"])  # read the test images as the model's training images were read
+    configure_images(p["dataset"])  # read the test images as the model's training images were read
     test = _load(args.annotations, p)
     ds = _dataset(p, test, args.images, ckpt["categories"])
     with torch.no_grad():

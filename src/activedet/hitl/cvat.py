@@ -89,7 +89,8 @@ def mask_extent(child: ET.Element, where: str) -> tuple[list[float], list[float]
     """Corners of the pixels a CVAT 1.1 ``<mask rle left top width height>`` covers.
 
     ``rle`` is comma-separated run lengths over the ``width x height`` crop at (left, top), row by row,
-    starting with a run of background (0) pixels (CVAT's format for images 1.1).
+    starting with a run of background (0) pixels (CVAT's format for images 1.1). Decoded here: the
+    enclosing box needs a few lines, not Datumaro (which is not a dependency).
     """
     left, top, width, height = (int(_number(child, k, where)) for k in ("left", "top", "width", "height"))
     try:

@@ -141,8 +141,9 @@ def resolve_reference(ref: str, names: list[str]) -> str | None:
 def reference_candidates(ref: str, names: list[str]) -> list[str]:
     """Every selected image ``ref`` may name: one (resolved), none, or several (ambiguous).
 
-    The forms tried are those of :func:`resolve_reference`, from the most to the least exact;
-    the first form that names anything decides.
+    The forms are those of :func:`resolve_reference`, from the most to the least exact: an exact
+    or unique match of any form resolves; otherwise the candidates of the first form that matched
+    several are returned (the export names the image ambiguously), else none.
     """
     parsed = urlparse(ref)
     forms = [ref] + parse_qs(parsed.query).get("d", []) + [unquote(parsed.path)]
