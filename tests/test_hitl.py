@@ -411,7 +411,7 @@ def test_cvat_documents_with_a_dtd_or_tracks_are_refused(tmp_path):
         cvat.parse_annotations(video)
 
 
-def test_several_label_studio_annotations_need_one_marked_ground_truth(world, good_export, tmp_path, capsys):
+def test_several_label_studio_annotations_refused_unless_one_is_marked_ground_truth(world, good_export, tmp_path, capsys):
     selected_csv, tasks = good_export
     tasks = json.loads(json.dumps(tasks))
     second = json.loads(json.dumps(tasks[0]["annotations"][0]))
@@ -422,7 +422,7 @@ def test_several_label_studio_annotations_need_one_marked_ground_truth(world, go
     labeled = tmp_path / "labeled.json"
     shutil.copy(world.labeled, labeled)
     args = ["import-labels", "--export", str(export), "--selected", str(selected_csv), "--labeled", str(labeled),
-            "--imported-out", str(tmp_path / "imported.json")]
+            "--imported-out", str(tmp_path / "imported.json"), "--several-annotations", "refuse"]
     assert main(args) == 2 and "mark exactly one as ground truth" in capsys.readouterr().err
     tasks[0]["annotations"][0]["ground_truth"] = True
     export.write_text(json.dumps(tasks))

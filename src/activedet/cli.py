@@ -17,18 +17,37 @@ from .io import InputError, write_json
 
 def _params(args):
     from . import params
+    from .data.images import configure
 
     p = params.load(args.params)
     if getattr(args, "backbone_weights", None):  # the pipeline's pretrained backbone file
         p["detector"]["backbone_weights"] = args.backbone_weights
+    configure(p["dataset"])  # the pixel limit and high-bit scaling of every image this step reads
     return p
 
 
 def _dataset(params, coco, images_dir, categories=None):
+    """The detector's dataset; ``categories`` None: a training set, whose classes :func:`_classes` chooses."""
     from .data.dataset import DetectionDataset
 
     ds = params["dataset"]
+    if categories is None:
+        categories = _classes(params, coco)
     return DetectionDataset(coco, images_dir, ds["input_size"], ds["keep_ratio"], ds["cache_images"], categories)
+
+
+def _classes(params, labeled):
+    """The detector's classes for a labeled set, in category-id order.
+
+    A pipeline labeled set (init-split marked it) keeps the categories chosen on the whole pool; a
+    labeled file of one's own (the human-in-the-loop path, where it is all the labels there are) loses
+    those no annotation names, unless dataset.keep_unused_categories.
+    """
+    from .data.coco import POOL_CATEGORIES_KEY, without_unused_categories
+
+    if not params["dataset"]["keep_unused_categories"] and not labeled.info.get(POOL_CATEGORIES_KEY):
+        labeled = without_unused_categories(labeled, "the labeled set")
+    return sorted(labeled.categories, key=lambda c: c["id"])
 
 
 def _load(path, params, allow_empty=False):
@@ -68,10 +87,16 @@ def cmd_pretrain(args) -> int:
 
 
 def cmd_init_split(args) -> int:
+    from .data.coco import POOL_CATEGORIES_KEY, CocoData, without_unused_categories
     from .data.splits import initial_split
 
     p = _params(args)
     pool = _load(args.pool, p)
+    if not p["dataset"]["keep_unused_categories"]:
+        pool = without_unused_categories(pool, "the pool")
+    # the labeled sets of every cycle carry the pool's classes (training keeps them as they are)
+    pool = CocoData(pool.path, pool.images, pool.annotations, pool.categories,
+                    {**pool.info, POOL_CATEGORIES_KEY: str(args.pool)})
     labeled = initial_split(pool, args.size, args.seed)
     write_json(args.out, labeled.to_dict())
     print(f"{args.out}: {len(labeled.images)} of {len(pool.images)} pool images labeled (seed {args.seed})")
@@ -82,7 +107,8 @@ def cmd_voc_to_coco(args) -> int:
     from .data.voc import read_voc, summary
 
     p = _params(args)
-    coco = read_voc(args.root, args.sets, p["dataset"]["on_box_outside"])
+    sources = [(args.root, args.sets)] + [tuple(s) for s in args.class_sets or []]
+    coco = read_voc(args.root, args.sets, p["dataset"]["on_box_outside"], p["dataset"]["classes"], sources)
     write_json(args.out, coco.to_dict(), indent=None)
     print(json.dumps({"out": args.out, **summary(coco)}))
     return 0
@@ -164,6 +190,7 @@ def cmd_train_ll4al(args) -> int:
 def cmd_evaluate(args) -> int:
     import torch
 
+    from .data.images import configure as configure_images
     from .engine.predict import predict
     from .engine.train import load_model, resolve_device
     from .evaluation import evaluate_detections
@@ -173,6 +200,7 @@ def cmd_evaluate(args) -> int:
     model, ckpt = load_model(args.model, device)
     p = ckpt["params"]
     _threads(p, args)
+    configure_images(p["dataset"])  # read the test images as the model's training images were read
     test = _load(args.annotations, p)
     ds = _dataset(p, test, args.images, ckpt["categories"])
     with torch.no_grad():
@@ -312,10 +340,11 @@ def cmd_select_images(args) -> int:
     from .hitl.select_images import select_from_folder
 
     _threads({"num_threads": 0}, args)
-    options = _params(args)["strategies"] if args.params else None
+    p = _params(args) if args.params else None
     summary = select_from_folder(args.images, args.labeled, args.model, args.strategy, args.budget, args.out,
                                  seed=args.seed, device=args.device, batch_size=args.batch_size,
-                                 strategy_options=options, min_score=args.min_score,
+                                 strategy_options=p["strategies"] if p else None,
+                                 image_options=p["dataset"] if p else None, min_score=args.min_score,
                                  url_prefix=args.image_url_prefix)
     print(f"{args.out}: {summary['selected']} of {summary['unlabeled']} unlabeled images chosen by {args.strategy} "
           f"(selected.csv, selected.png, Label Studio and CVAT files); annotate them, then run:\n"
@@ -326,7 +355,8 @@ def cmd_select_images(args) -> int:
 def cmd_import_labels(args) -> int:
     from .hitl.importer import import_labels
 
-    s = import_labels(args.export, args.selected, args.labeled, args.format, args.imported_out)
+    s = import_labels(args.export, args.selected, args.labeled, args.format, args.imported_out,
+                      args.regions, args.several_annotations)
     if "backup" in s:
         print(f"{s['written']}: +{s['images']} images, +{s['boxes']} boxes ({s['labeled_images']} labeled images); "
               f"the previous version is kept as {s['backup']}")
@@ -419,6 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--root", required=True, help="VOCdevkit folder (holding VOC2007/, VOC2012/); the JSON's file "
                                                   "names are relative to it")
     sp.add_argument("--sets", required=True, help="image sets, comma-separated: VOC2007/trainval,VOC2012/trainval")
+    sp.add_argument("--class-sets", nargs=2, action="append", metavar=("ROOT", "SETS"),
+                    help="with dataset.classes null: also read class names from these image sets (repeatable; the "
+                         "other split's, so pool and test get the same category ids)")
     sp.add_argument("--out", required=True, help="COCO JSON to write")
 
     sp = add("train", cmd_train, "train a detector on a labeled COCO JSON")
@@ -551,6 +584,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--labeled", required=True, help="labeled set (COCO JSON); merged in place, the previous "
                                                      "version kept as <stem>.v<N>.json")
     sp.add_argument("--format", default="auto", choices=["auto", "label_studio", "cvat", "coco"])
+    sp.add_argument("--regions", default="enclosing_box", choices=["enclosing_box", "skip"],
+                    help="polygons, masks, brushes, ellipses and rotated boxes: import their enclosing boxes "
+                         "(default) or skip them with a warning; points, polylines, skeletons and tags are always "
+                         "skipped with a warning")
+    sp.add_argument("--several-annotations", default="ground_truth_or_latest",
+                    choices=["ground_truth_or_latest", "refuse"],
+                    help="Label Studio tasks submitted by several annotators: take the one marked ground truth, "
+                         "else the latest (default), or refuse unless exactly one is marked")
     sp.add_argument("--imported-out", default=None,
                     help="write only the imported labels (COCO JSON) here and leave --labeled unchanged "
                          "(the pipeline's human mode: {run}/imported_labels.json)")
@@ -602,6 +643,7 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except OSError as e:  # a user's path that is missing, a folder, or not readable: name it, no traceback
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
         return 2

@@ -89,7 +89,8 @@ wildcard_constraints:
 
 # The params every job that reads images (IMAGE_KEYS) or trains a detector (TRAIN_KEYS) passes on.
 IMAGE_KEYS = ("device", "num_threads", "dataset.input_size", "dataset.keep_ratio", "dataset.on_box_outside",
-              "dataset.cache_images")
+              "dataset.cache_images", "dataset.max_image_pixels", "dataset.high_bit_scaling",
+              "dataset.keep_unused_categories")
 TRAIN_KEYS = IMAGE_KEYS + ("detector", "train")
 
 # detector.backbone_weights: glyph_scenes - every training starts from the backbone that rule

@@ -30,7 +30,7 @@ rule init_split:
     benchmark:
         f"{EXP}/splits/seed{{seed}}/init_split.tsv"
     params:
-        p=param_json("dataset.on_box_outside"),
+        p=param_json("dataset.on_box_outside", "dataset.keep_unused_categories"),
         size=ACTIVE["initial_labeled"],
     resources:
         **res("light"),
@@ -47,8 +47,9 @@ if DATASET["format"] == "voc":
 
     rule voc_to_coco:
         input:
-            image_sets=lambda w: [str(image_set_file(DATASET[f"{w.split}_images"], e))
-                                  for e in parse_image_sets(DATASET[f"{w.split}_annotations"])],
+            # both splits' lists: class names read from the XML files come from both (dataset.classes null)
+            image_sets=lambda w: [str(image_set_file(DATASET[f"{split}_images"], e)) for split in ("pool", "test")
+                                  for e in parse_image_sets(DATASET[f"{split}_annotations"])],
         output:
             json=f"{config['data_dir']}/{DATASET['name']}/{{split}}.json",
         log:
@@ -58,14 +59,17 @@ if DATASET["format"] == "voc":
         wildcard_constraints:
             split="pool|test",
         params:
-            p=param_json("dataset.on_box_outside"),
+            p=param_json("dataset.on_box_outside", "dataset.classes"),
             root=lambda w: DATASET[f"{w.split}_images"],
             sets=lambda w: DATASET[f"{w.split}_annotations"],
+            # classes read from the XML files: from both splits, so pool and test get the same category ids
+            other_root=lambda w: DATASET[f"{'test' if w.split == 'pool' else 'pool'}_images"],
+            other_sets=lambda w: DATASET[f"{'test' if w.split == 'pool' else 'pool'}_annotations"],
         resources:
             **res("light"),
         shell:
             "{ACTIVEDET} voc-to-coco --params {params.p} --root {params.root:q} --sets {params.sets:q}"
-            " --out {output.json} > {log} 2>&1"
+            " --class-sets {params.other_root:q} {params.other_sets:q} --out {output.json:q} > {log:q} 2>&1"
 
     ruleorder: voc_to_coco > make_dataset
 

@@ -166,6 +166,36 @@ def validate_coco(data: dict, path: str, on_box_outside: str = "clip",
     return CocoData(path, images, annotations, categories, info), warnings
 
 
+# Written into a labeled set's ``info`` by init-split: its category list was already chosen against the
+# whole pool (unannotated categories left out there), so training keeps it as it is.
+POOL_CATEGORIES_KEY = "categories_chosen_on_pool"
+
+
+def unused_categories(coco: CocoData) -> list[dict]:
+    """The categories no annotation of ``coco`` names (grouping entries such as Roboflow's supercategory)."""
+    used = {a["category_id"] for a in coco.annotations}
+    return [c for c in coco.categories if c["id"] not in used]
+
+
+def without_unused_categories(coco: CocoData, what: str) -> CocoData:
+    """``coco`` with the categories no annotation names left out, reported on stdout.
+
+    A detector class without a single box is never learned, takes a share of EBAL's minority quota
+    and is offered to annotators; ``dataset.keep_unused_categories: true`` keeps them (the caller
+    then does not call this). ``what`` names the data in the report ("the pool").
+    """
+    unused = unused_categories(coco)
+    if not unused:
+        return coco
+    names = ", ".join(f"{c['id']} {c['name']!r}" for c in unused)
+    print(f"warning: {coco.path}: categories {names} have no annotation in {what}; left out of the detector's "
+          f"classes, the selection quotas and the labeling configs (set dataset.keep_unused_categories: true "
+          f"to keep them)")
+    gone = {c["id"] for c in unused}
+    return CocoData(coco.path, coco.images, coco.annotations, [c for c in coco.categories if c["id"] not in gone],
+                    coco.info)
+
+
 def load_coco(path: str | Path, on_box_outside: str = "clip", allow_empty: bool = False) -> CocoData:
     data = read_json(path)
     coco, warnings = validate_coco(data, str(path), on_box_outside)

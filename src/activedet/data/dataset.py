@@ -6,21 +6,16 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ..io import InputError
+from .images import read_image as read_displayed, stored_size
 from .coco import CocoData, check_file_name
 
 
 def read_image(path: Path, where: str) -> Image.Image:
-    if not path.is_file():
-        raise InputError(f"{where}: image file {path} not found")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise InputError(f"{where}: image file {path} is unreadable or corrupt ({e})") from None
+    """The image as displayed, 8-bit RGB (:func:`activedet.data.images.read_image`); errors name ``where``."""
+    return read_displayed(path, where)
 
 
 class DetectionDataset(torch.utils.data.Dataset):
@@ -75,7 +70,12 @@ class DetectionDataset(torch.utils.data.Dataset):
         where = f"{self.coco.path}: image id {im['id']}"
         pil = read_image(check_file_name(self.images_dir, im["file_name"], where), where)
         if pil.size != (int(round(im["width"])), int(round(im["height"]))):
-            raise InputError(f"{where}: image file is {pil.size[0]}x{pil.size[1]} but the annotation says "
+            stored = stored_size(self.images_dir / im["file_name"])
+            why = (f" (stored {stored[0]}x{stored[1]}, shown turned by its EXIF orientation as annotation tools "
+                   f"show it; the annotations were made on the stored frame: re-export them from a tool that "
+                   f"applies EXIF orientation, or save the image without the tag)"
+                   if stored != pil.size else "")
+            raise InputError(f"{where}: image file is {pil.size[0]}x{pil.size[1]}{why} but the annotation says "
                              f"{im['width']}x{im['height']}")
         H, W = self.input_size
         sx, sy = self.scale_for(im)

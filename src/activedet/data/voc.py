@@ -31,6 +31,7 @@ from typing import Sequence
 
 from ..io import InputError, read_xml
 from .coco import CocoData, validate_coco
+from .images import image_size
 
 # The 20 classes in the devkit's order; category ids are 1..20 in this order.
 VOC_CLASSES = (
@@ -116,15 +117,9 @@ def _image_size(root: ET.Element, path: Path, image_file: Path) -> tuple[float, 
         w, h = _number(size, "width", path, "<size>"), _number(size, "height", path, "<size>")
         if w > 0 and h > 0:
             return w, h
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(image_file) as im:
-            return float(im.width), float(im.height)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no image size in <size> and image file {image_file} not found") from None
-    except (UnidentifiedImageError, OSError) as e:
-        raise InputError(f"{path}: no image size in <size> and image file {image_file} is unreadable ({e})") from None
+    if not image_file.is_file():
+        raise InputError(f"{path}: no image size in <size> and image file {image_file} not found")
+    return tuple(float(v) for v in image_size(image_file, f"{path}: no image size in <size>"))
 
 
 def _file_name(root_el: ET.Element, year: str, name: str, path: Path) -> str:
@@ -135,16 +130,47 @@ def _file_name(root_el: ET.Element, year: str, name: str, path: Path) -> str:
     return f"{year}/JPEGImages/{stem}"
 
 
+def class_names(sources: Sequence[tuple[str | Path, str | Sequence[str]]]) -> list[str]:
+    """The object class names used in the XML files of ``sources`` ((root, image sets) pairs).
+
+    PASCAL's 20 classes in the devkit's order when every name is one of them (ids as in PASCAL VOC);
+    otherwise the names found, sorted (LabelImg-style data with its own classes). Sorting makes the ids
+    the same for the pool and the test split whatever order their files list the objects in.
+    """
+    found: set[str] = set()
+    for root, spec in sources:
+        root = Path(root)
+        for entry in parse_image_sets(spec):
+            year = PurePosixPath(entry).parts[0]
+            for name in read_image_set(root, entry):
+                path = root / year / "Annotations" / f"{name}.xml"
+                for k, obj in enumerate(_read_xml(path).findall("object"), 1):
+                    found.add(_text(obj, "name", path, f"object {k}"))
+    if found <= set(VOC_CLASSES):
+        return list(VOC_CLASSES)
+    return sorted(found)
+
+
 def read_voc(root: str | Path, image_sets: str | Sequence[str], on_box_outside: str = "clip",
-             classes: Sequence[str] = VOC_CLASSES) -> CocoData:
+             classes: Sequence[str] | None = VOC_CLASSES,
+             class_sources: Sequence[tuple[str | Path, str | Sequence[str]]] | None = None) -> CocoData:
     """The images of ``image_sets`` (``"VOC2007/trainval,VOC2012/trainval"``) under the VOCdevkit ``root``.
 
-    Every object must name one of ``classes``. A box reaching outside its image
-    is clipped with a warning or refused (``on_box_outside``), as in the COCO
-    reader; errors name the XML file.
+    Every object must name one of ``classes`` (category ids 1..N in their order). ``classes=None``
+    reads them from the XML files of ``class_sources`` ((root, image sets) pairs; default this
+    ``root`` and ``image_sets``) with :func:`class_names` and prints them: give the pool's and the
+    test split's sets so both get the same ids. A box reaching outside its image is clipped with a
+    warning or refused (``on_box_outside``), as in the COCO reader; errors name the XML file.
     """
     root = Path(root)
     entries = parse_image_sets(image_sets)
+    if classes is None:
+        classes = class_names(class_sources or [(root, entries)])
+        if classes != list(VOC_CLASSES):
+            print(f"{root}: classes read from the VOC XML files (ids 1..{len(classes)} in this order): "
+                  f"{', '.join(classes)}; set dataset.classes to choose the list and its order")
+    if len(set(classes)) != len(classes) or not classes:
+        raise InputError(f"dataset.classes {list(classes)!r}: the class names must be distinct and at least one")
     class_ids = {name: i + 1 for i, name in enumerate(classes)}
     images: list[dict] = []
     annotations: list[dict] = []
@@ -167,7 +193,9 @@ def read_voc(root: str | Path, image_sets: str | Sequence[str], on_box_outside: 
                 what = f"object {k}"
                 cls = _text(obj, "name", path, what)
                 if cls not in class_ids:
-                    raise InputError(f"{path}: {what}: unknown class {cls!r} (known: {', '.join(classes)})")
+                    raise InputError(f"{path}: {what}: unknown class {cls!r} (known: {', '.join(classes)}); "
+                                     f"list it in dataset.classes, or set dataset.classes: null to read the "
+                                     f"classes from the XML files")
                 box = obj.find("bndbox")
                 if box is None:
                     raise InputError(f"{path}: {what} ({cls}): missing <bndbox>")

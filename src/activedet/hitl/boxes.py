@@ -22,6 +22,7 @@ class Box:
     w: float
     h: float
     score: float | None = None
+    attributes: dict | None = None  # what annotators attached to the region (CVAT attributes, Label Studio choices)
 
 
 @dataclass
@@ -54,4 +55,24 @@ def clip_to_image(box: Box, width: float, height: float) -> Box | None:
     x2, y2 = min(box.x + box.w, float(width)), min(box.y + box.h, float(height))
     if x2 <= x1 or y2 <= y1:
         return None
-    return Box(box.label, x1, y1, x2 - x1, y2 - y1, box.score)
+    return Box(box.label, x1, y1, x2 - x1, y2 - y1, box.score, box.attributes)
+
+
+# How the importers read regions that are not axis-aligned boxes (polygons, masks, brushes, ellipses, rotated
+# boxes): their enclosing axis-aligned box (what a detector trained on boxes learns), or skipped with a warning.
+REGION_RULES = ("enclosing_box", "skip")
+
+
+def enclosing_box(label: str, xs, ys, attributes: dict | None = None) -> Box:
+    """The smallest axis-aligned box holding the points ``xs``, ``ys`` (same units as them)."""
+    x1, x2, y1, y2 = min(xs), max(xs), min(ys), max(ys)
+    return Box(label, x1, y1, x2 - x1, y2 - y1, attributes=attributes)
+
+
+def rotated_corners(cx: float, cy: float, dx: list[float], dy: list[float], degrees: float):
+    """Points ``(cx, cy) + R(degrees) (dx, dy)`` with R turning clockwise on screen (y down), as both tools rotate."""
+    import math
+
+    t = math.radians(degrees)
+    c, s = math.cos(t), math.sin(t)
+    return [cx + a * c - b * s for a, b in zip(dx, dy)], [cy + a * s + b * c for a, b in zip(dx, dy)]

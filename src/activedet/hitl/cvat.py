@@ -21,11 +21,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from ..io import InputError, read_xml as io_read_xml
-from .boxes import AnnotatedImage, Box
+from .boxes import AnnotatedImage, Box, enclosing_box, rotated_corners
 
 VERSION = "1.1"
-# Shapes of CVAT for images other than boxes: the detector learns boxes only.
-OTHER_SHAPES = ("polygon", "polyline", "points", "mask", "ellipse", "cuboid", "skeleton", "tag")
 
 
 def annotations_xml(images: list[tuple[str, int, int, list[Box]]], label_names: list[str], task_name: str,
@@ -69,8 +67,66 @@ def _number(element: ET.Element, key: str, where: str) -> float:
     return value
 
 
-def parse_annotations(path: str | Path) -> list[AnnotatedImage]:
-    """Images of a CVAT for images 1.1 export with their boxes (pixels)."""
+def _points(child: ET.Element, where: str) -> tuple[list[float], list[float]]:
+    """The ``points="x1,y1;x2,y2;..."`` of a polygon."""
+    text = child.get("points") or ""
+    xs, ys = [], []
+    for pair in text.split(";"):
+        parts = pair.split(",")
+        try:
+            x, y = (float(v) for v in parts)
+        except ValueError:
+            raise InputError(f"{where}: <{child.tag}> (label {child.get('label')!r}) has unreadable points "
+                             f"{text[:60]!r}") from None
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise InputError(f"{where}: <{child.tag}> (label {child.get('label')!r}) has non-finite points")
+        xs.append(x)
+        ys.append(y)
+    return xs, ys
+
+
+def mask_extent(child: ET.Element, where: str) -> tuple[list[float], list[float]]:
+    """Corners of the pixels a CVAT 1.1 ``<mask rle left top width height>`` covers.
+
+    ``rle`` is comma-separated run lengths over the ``width x height`` crop at (left, top), row by row,
+    starting with a run of background (0) pixels (CVAT's format for images 1.1). Decoded here: the
+    enclosing box needs a few lines, not Datumaro (which is not a dependency).
+    """
+    left, top, width, height = (int(_number(child, k, where)) for k in ("left", "top", "width", "height"))
+    try:
+        runs = [int(v) for v in (child.get("rle") or "").split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"{where}: <mask> (label {child.get('label')!r}) has an unreadable rle") from None
+    if width <= 0 or height <= 0 or any(r < 0 for r in runs) or sum(runs) != width * height:
+        raise InputError(f"{where}: <mask> (label {child.get('label')!r}): its rle covers {sum(runs)} pixels, "
+                         f"not the {width}x{height} of the mask")
+    cols, rows, start = [], [], 0
+    for k, run in enumerate(runs):
+        if k % 2 == 1 and run:  # odd runs are the mask's pixels
+            for i in (start, start + run - 1):  # first and last pixel of the run, and the rows between
+                rows.append(i // width)
+            first_row, last_row = start // width, (start + run - 1) // width
+            if first_row == last_row:
+                cols += [start % width, (start + run - 1) % width]
+            else:  # the run wraps over a row end: it touches both image edges of the crop
+                cols += [0, width - 1]
+        start += run
+    if not cols:
+        return [], []
+    return [left + min(cols), left + max(cols) + 1], [top + min(rows), top + max(rows) + 1]
+
+
+def parse_annotations(path: str | Path, regions: str = "enclosing_box",
+                      warnings: list[str] | None = None) -> list[AnnotatedImage]:
+    """Images of a CVAT for images 1.1 export with their boxes (pixels).
+
+    ``<box>`` elements are boxes (a rotated one: its enclosing box). Polygons, masks and ellipses
+    become their enclosing boxes with ``regions="enclosing_box"`` or are skipped with ``"skip"``;
+    polylines, points, skeletons, cuboids and tags hold no box and are skipped. Every skipped shape
+    is named in ``warnings``. A shape's ``<attribute>`` children are kept as the box's attributes.
+    Only what cannot be read (a missing label or number, a broken mask) is refused.
+    """
+    warnings = [] if warnings is None else warnings
     root = read_xml(path)
     if root.tag != "annotations":
         raise InputError(f"{path}: root element is <{root.tag}>, expected <annotations> (CVAT for images 1.1)")
@@ -87,19 +143,49 @@ def parse_annotations(path: str | Path) -> list[AnnotatedImage]:
             raise InputError(f"{where}: the image has no name")
         image = AnnotatedImage(name, where, _number(element, "width", where), _number(element, "height", where))
         for child in element:
-            if child.tag in OTHER_SHAPES:
-                raise InputError(f"{where}: <{child.tag}> (label {child.get('label')!r}) is not supported; "
-                                 f"only <box> annotations are imported")
-            if child.tag != "box":
-                continue
-            rotation = _number(child, "rotation", where) if child.get("rotation") else 0.0
-            if abs(rotation) > 1e-6:
-                raise InputError(f"{where}: a box with label {child.get('label')!r} is rotated by {rotation:g} "
-                                 f"degrees; only axis-aligned boxes can be imported")
-            label = child.get("label")
-            if not label:
-                raise InputError(f"{where}: a <box> has no label")
-            x1, y1, x2, y2 = (_number(child, k, where) for k in ("xtl", "ytl", "xbr", "ybr"))
-            image.boxes.append(Box(label, x1, y1, x2 - x1, y2 - y1))
+            box = _shape(child, where, regions, warnings)
+            if box is not None:
+                image.boxes.append(box)
         out.append(image)
     return out
+
+
+def _shape(child: ET.Element, where: str, regions: str, warnings: list[str]) -> Box | None:
+    """The box a child of ``<image>`` stands for, or None (skipped, with a warning)."""
+    tag, label = child.tag, child.get("label")
+    shown = f"<{tag}> (label {label!r})"
+    if tag not in ("box", "polygon", "mask", "ellipse"):  # polyline, points, skeleton, cuboid, tag: no region
+        warnings.append(f"{where}: {shown} skipped: only boxes and regions (polygons, masks, ellipses) "
+                        f"give a detector's boxes")
+        return None
+    if not label:
+        raise InputError(f"{where}: a <{tag}> has no label")
+    rotation = _number(child, "rotation", where) if child.get("rotation") else 0.0
+    rotated = abs(rotation) > 1e-6
+    if regions == "skip" and (tag != "box" or rotated):
+        warnings.append(f"{where}: {shown} skipped{' (rotated box)' if tag == 'box' else ''} "
+                        f"(--regions skip; enclosing_box imports its enclosing box)")
+        return None
+    attributes = {a.get("name"): (a.text or "") for a in child.findall("attribute") if a.get("name")} or None
+    if tag == "box":
+        x1, y1, x2, y2 = (_number(child, k, where) for k in ("xtl", "ytl", "xbr", "ybr"))
+        if not rotated:
+            return Box(label, x1, y1, x2 - x1, y2 - y1, attributes=attributes)
+        hw, hh = (x2 - x1) / 2, (y2 - y1) / 2  # CVAT turns a box about its centre
+        xs, ys = rotated_corners((x1 + x2) / 2, (y1 + y2) / 2, [-hw, hw, hw, -hw], [-hh, -hh, hh, hh], rotation)
+    elif tag == "polygon":
+        xs, ys = _points(child, where)
+    elif tag == "ellipse":
+        cx, cy, rx, ry = (_number(child, k, where) for k in ("cx", "cy", "rx", "ry"))
+        if rotated:  # the box of a turned ellipse: half-widths sqrt((rx cos)^2 + (ry sin)^2) and likewise
+            c, s = math.cos(math.radians(rotation)), math.sin(math.radians(rotation))
+            ex, ey = math.hypot(rx * c, ry * s), math.hypot(rx * s, ry * c)
+        else:
+            ex, ey = rx, ry
+        xs, ys = [cx - ex, cx + ex], [cy - ey, cy + ey]
+    else:
+        xs, ys = mask_extent(child, where)
+        if not xs:
+            warnings.append(f"{where}: {shown} skipped: the mask is empty")
+            return None
+    return enclosing_box(label, xs, ys, attributes)

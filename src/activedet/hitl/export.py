@@ -42,9 +42,12 @@ def read_selected_csv(path: str | Path) -> list[SelectedImage]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: selection file not found (select-images or the pipeline's export writes it)")
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f))
-        header = rows[0].keys() if rows else []
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise InputError(f"{path}: not a readable selection CSV ({e})") from None
+    header = rows[0].keys() if rows else []
     missing = [c for c in SELECTED_COLUMNS if c not in header]
     if rows and missing:
         raise InputError(f"{path}: missing columns {missing} (expected {', '.join(SELECTED_COLUMNS)})")

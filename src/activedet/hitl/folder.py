@@ -4,15 +4,14 @@ The strategies and :class:`~activedet.data.coco.DetectionDataset` read COCO
 image records (id, file_name, width, height). A practitioner's unlabeled images
 are just files in a folder, so the records are made here: file names relative
 to the folder (POSIX separators, subfolders included), sizes read from the file
-headers, fresh ids after the labeled file's largest id.
+headers (the displayed frame: EXIF orientation applied), fresh ids after the labeled file's largest id.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
-
 from ..data.coco import CocoData
+from ..data.images import image_size as displayed_size
 from ..io import InputError
 
 # Lower-case suffixes of the image files picked up from a folder.
@@ -39,12 +38,11 @@ def list_images(images_dir: str | Path) -> list[str]:
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the image header; a file PIL cannot read is an InputError naming it."""
-    try:
-        with Image.open(path) as im:  # opening reads only the header, not the pixels
-            return im.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise InputError(f"{path}: image file is unreadable or corrupt ({e})") from None
+    """(width, height) as displayed (EXIF orientation applied, as annotation tools show it), from the header.
+
+    A file PIL cannot read, or one above ``dataset.max_image_pixels``, is an InputError naming it.
+    """
+    return displayed_size(path)
 
 
 def folder_with_labeled(images_dir: str | Path, labeled: CocoData) -> tuple[CocoData, list[int]]:

@@ -23,7 +23,7 @@ from ..data.coco import CocoData, validate_coco
 from ..data.splits import merge_labels
 from ..io import InputError, atomic_path, read_json, write_json
 from . import cvat, label_studio
-from .boxes import AnnotatedImage, Box, SelectedImage
+from .boxes import REGION_RULES, AnnotatedImage, Box, SelectedImage
 from .export import read_selected_csv
 
 FORMATS = ("label_studio", "cvat", "coco")
@@ -89,17 +89,37 @@ def parse_coco(data, path: str) -> list[AnnotatedImage]:
     return list(images.values())
 
 
-def read_export(path: str | Path, fmt: str = "auto") -> list[AnnotatedImage]:
-    """The annotated images of an export in any supported format (``auto``: detected)."""
+def read_export(path: str | Path, fmt: str = "auto", regions: str = "enclosing_box",
+                several: str = "ground_truth_or_latest") -> list[AnnotatedImage]:
+    """The annotated images of an export in any supported format (``auto``: detected).
+
+    ``regions`` (:data:`~activedet.hitl.boxes.REGION_RULES`): polygons, masks, brushes, ellipses and
+    rotated boxes become their enclosing boxes, or are skipped; ``several``
+    (:data:`~activedet.hitl.label_studio.SEVERAL_RULES`): which of several Label Studio submissions
+    on one task counts. What is skipped (shapes that are no region, such as polylines, points,
+    skeletons, tags) or chosen is printed as a warning naming each.
+    """
+    if regions not in REGION_RULES:
+        raise InputError(f"unknown region rule {regions!r} (known: {', '.join(REGION_RULES)})")
+    if several not in label_studio.SEVERAL_RULES:
+        raise InputError(f"unknown rule for several annotations {several!r} "
+                         f"(known: {', '.join(label_studio.SEVERAL_RULES)})")
     if fmt == "auto":
         fmt = detect_format(path)
+    warnings: list[str] = []
     if fmt == "cvat":
-        return cvat.parse_annotations(path)
-    if fmt == "label_studio":
-        return label_studio.parse_export(read_json(path), str(path))
-    if fmt == "coco":
-        return parse_coco(read_json(path), str(path))
-    raise InputError(f"unknown export format {fmt!r} (known: auto, {', '.join(FORMATS)})")
+        images = cvat.parse_annotations(path, regions, warnings)
+    elif fmt == "label_studio":
+        images = label_studio.parse_export(read_json(path), str(path), regions, several, warnings)
+    elif fmt == "coco":
+        images = parse_coco(read_json(path), str(path))
+    else:
+        raise InputError(f"unknown export format {fmt!r} (known: auto, {', '.join(FORMATS)})")
+    for w in warnings[:MAX_REPORTED]:
+        print(f"warning: {w}")
+    if len(warnings) > MAX_REPORTED:
+        print(f"warning: {path}: {len(warnings) - MAX_REPORTED} more")
+    return images
 
 
 def _is_number(v) -> bool:
@@ -114,31 +134,45 @@ def resolve_reference(ref: str, names: list[str]) -> str | None:
     ``http://host/images/sub/a.png``), a path with extra leading folders, a path without the
     selection's folders (tools that flatten names) and Label Studio's renamed uploads.
     """
+    found = reference_candidates(ref, names)
+    return found[0] if len(found) == 1 else None
+
+
+def reference_candidates(ref: str, names: list[str]) -> list[str]:
+    """Every selected image ``ref`` may name: one (resolved), none, or several (ambiguous).
+
+    The forms are those of :func:`resolve_reference`, from the most to the least exact: an exact
+    or unique match of any form resolves; otherwise the candidates of the first form that matched
+    several are returned (the export names the image ambiguously), else none.
+    """
     parsed = urlparse(ref)
     forms = [ref] + parse_qs(parsed.query).get("d", []) + [unquote(parsed.path)]
     forms = [f.replace("\\", "/").lstrip("/") for f in forms if f]
     known = set(names)
     for form in forms:
         if form in known:
-            return form
+            return [form]
+    ambiguous: list[str] = []
     for form in forms:
         hits = [n for n in names if form.endswith("/" + n) or n.endswith("/" + form)]
         if len(hits) == 1:
-            return hits[0]
+            return hits
+        ambiguous = ambiguous or hits
     base = forms[-1].rsplit("/", 1)[-1] if forms else ""
     upload = _UPLOAD_PREFIX.match(base)
     if upload:
         hits = [n for n in names if n.rsplit("/", 1)[-1] == upload.group(1)]
         if len(hits) == 1:
-            return hits[0]
-    return None
+            return hits
+        ambiguous = ambiguous or hits
+    return sorted(ambiguous)
 
 
 def _to_pixels(box: Box, image: AnnotatedImage, width: float, height: float) -> Box:
     if not image.percent:
         return box
     return Box(box.label, box.x * width / 100.0, box.y * height / 100.0, box.w * width / 100.0,
-               box.h * height / 100.0)
+               box.h * height / 100.0, attributes=box.attributes)
 
 
 def _check_box(box: Box, width: float, height: float) -> tuple[Box | None, str | None]:
@@ -152,7 +186,8 @@ def _check_box(box: Box, width: float, height: float) -> tuple[Box | None, str |
         return None, f"box {shown} lies outside the image of size {width:g}x{height:g}"
     x1, y1, x2, y2 = max(x1, 0.0), max(y1, 0.0), min(x2, width), min(y2, height)
     # 4 decimals: what check_partition compares; undoes the float noise of the percent round trip
-    return Box(box.label, round(x1, 4), round(y1, 4), round(x2 - x1, 4), round(y2 - y1, 4)), None
+    return Box(box.label, round(x1, 4), round(y1, 4), round(x2 - x1, 4), round(y2 - y1, 4),
+               attributes=box.attributes), None
 
 
 def labels_for_selection(annotated: list[AnnotatedImage], selection: list[SelectedImage], categories: list[dict],
@@ -167,12 +202,22 @@ def labels_for_selection(annotated: list[AnnotatedImage], selection: list[Select
     problems: list[str] = []
     seen: dict[str, str] = {}
     boxes: dict[int, list[Box]] = {}
+    ambiguous: dict[str, list[str]] = {}  # selected image -> the export's places that may name it
     for image in annotated:
-        name = resolve_reference(image.ref, names)
-        if name is None:
+        found = reference_candidates(image.ref, names)
+        if len(found) > 1:
+            problems.append(f"{image.where}: image {image.ref!r} matches {len(found)} selected images "
+                            f"({', '.join(found[:5])}{', ...' if len(found) > 5 else ''}), so it cannot tell "
+                            f"which one it is: name each image by its path relative to the images folder, as "
+                            f"in the 'image' column of {selected_path} (e.g. {found[0]!r})")
+            for n in found:
+                ambiguous.setdefault(n, []).append(image.where)
+            continue
+        if not found:
             problems.append(f"{image.where}: image {image.ref!r} is not one of the {len(names)} selected images "
                             f"of {selected_path}")
             continue
+        name = found[0]
         if name in seen:
             problems.append(f"{image.where}: image {name} is annotated again (also at {seen[name]})")
             continue
@@ -195,7 +240,10 @@ def labels_for_selection(annotated: list[AnnotatedImage], selection: list[Select
                 kept.append(box)
         boxes[sel.image_id] = kept
     for s in selection:
-        if s.image not in seen:
+        if s.image not in seen and s.image in ambiguous:
+            problems.append(f"{export_path}: image {s.image} (rank {s.rank} of {selected_path}) is not matched: "
+                            f"the export names it only ambiguously (at {ambiguous[s.image][0]})")
+        elif s.image not in seen:
             problems.append(f"{export_path}: image {s.image} (rank {s.rank} of {selected_path}) is missing "
                             f"from the export (not annotated yet?)")
     if problems:
@@ -206,8 +254,11 @@ def labels_for_selection(annotated: list[AnnotatedImage], selection: list[Select
     for s in sorted(selection, key=lambda s: s.image_id):
         images.append({"id": s.image_id, "file_name": s.image, "width": s.width, "height": s.height})
         for b in boxes[s.image_id]:
-            annotations.append({"id": len(annotations) + 1, "image_id": s.image_id, "category_id": category_of[b.label],
-                                "bbox": [b.x, b.y, b.w, b.h], "area": round(b.w * b.h, 4), "iscrowd": 0})
+            ann = {"id": len(annotations) + 1, "image_id": s.image_id, "category_id": category_of[b.label],
+                   "bbox": [b.x, b.y, b.w, b.h], "area": round(b.w * b.h, 4), "iscrowd": 0}
+            if b.attributes:
+                ann["attributes"] = b.attributes  # as CVAT's COCO export keeps them
+            annotations.append(ann)
     return CocoData(str(export_path), images, annotations, [dict(c) for c in categories],
                     {"description": f"labels imported from {export_path} for {selected_path}"})
 
@@ -257,7 +308,8 @@ def merge_into_labeled_file(labeled_path: str | Path, raw: dict, imported: CocoD
 
 
 def import_labels(export_path: str | Path, selected_path: str | Path, labeled_path: str | Path,
-                  fmt: str = "auto", imported_out: str | Path | None = None) -> dict:
+                  fmt: str = "auto", imported_out: str | Path | None = None, regions: str = "enclosing_box",
+                  several: str = "ground_truth_or_latest") -> dict:
     """Validate an export against ``selected.csv`` and the labeled file, then merge it (or write it alone).
 
     With ``imported_out`` the imported labels (the selected images and their
@@ -268,7 +320,7 @@ def import_labels(export_path: str | Path, selected_path: str | Path, labeled_pa
     raw = read_json(labeled_path)
     labeled, _ = validate_coco(raw, str(labeled_path))
     _check_not_labeled(labeled, selection, labeled_path)
-    imported = labels_for_selection(read_export(export_path, fmt), selection, labeled.categories,
+    imported = labels_for_selection(read_export(export_path, fmt, regions, several), selection, labeled.categories,
                                     export_path, selected_path)
     summary = {"images": len(imported.images), "boxes": len(imported.annotations)}
     if imported_out is not None:
@@ -313,4 +365,5 @@ def merge_imported(labeled: CocoData, selected_ids: list[int], pool: CocoData, i
 
 
 __all__ = ["FORMATS", "detect_format", "import_labels", "labels_for_selection", "merge_imported",
-           "merge_into_labeled_file", "next_backup_path", "read_export", "resolve_reference"]
+           "merge_into_labeled_file", "next_backup_path", "read_export", "reference_candidates",
+           "resolve_reference"]

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.coco import CocoData, load_coco
+from ..data.coco import CocoData, load_coco, unused_categories
 from ..data.dataset import DetectionDataset
+from ..data.images import configure as configure_images
 from ..engine.predict import predict
 from ..engine.train import load_model, resolve_device
 from ..io import InputError, read_json
@@ -31,10 +32,15 @@ def _score_or_none(value) -> float | None:
 
 
 def _check_categories(labeled: CocoData, ckpt: dict, model_path) -> None:
-    """The labeled file and the model must name the same classes: imported label names map to its ids."""
+    """The labeled file and the model must name the same classes: imported label names map to its ids.
+
+    The model may lack the labeled file's categories that no annotation names (training leaves them
+    out unless dataset.keep_unused_categories).
+    """
     have = sorted((c["id"], c["name"]) for c in labeled.categories)
+    used = sorted((c["id"], c["name"]) for c in labeled.categories if c not in unused_categories(labeled))
     want = sorted((c["id"], c["name"]) for c in ckpt["categories"])
-    if have != want:
+    if want not in (have, used):
         raise InputError(f"{labeled.path}: categories {have} differ from those the model {model_path} was trained "
                          f"on {want}; use the labeled file the model was trained on")
 
@@ -49,18 +55,20 @@ def _detections(model, ckpt: dict, coco: CocoData, images_dir, device, batch_siz
 
 def select_from_folder(images_dir: str | Path, labeled_path: str | Path, model_path: str | Path, strategy_name: str,
                        budget: int, out_dir: str | Path, *, seed: int = 0, device: str = "auto", batch_size: int = 64,
-                       strategy_options: dict | None = None, min_score: float = DEFAULT_MIN_SCORE,
-                       url_prefix: str = DEFAULT_URL_PREFIX) -> dict:
+                       strategy_options: dict | None = None, image_options: dict | None = None,
+                       min_score: float = DEFAULT_MIN_SCORE, url_prefix: str = DEFAULT_URL_PREFIX) -> dict:
     """Score the folder's images not in the labeled file with a strategy, choose ``budget``, write the package.
 
     ``strategy_options`` replaces the ``strategies`` section of the checkpoint's
     params (the ones it was trained with); the input size and the rest stay the
-    checkpoint's, so the images are fed exactly as in training.
+    checkpoint's, so the images are fed exactly as in training. ``image_options`` (a params ``dataset``
+    section) sets the pixel limit and high-bit scaling of :mod:`activedet.data.images`; default: the checkpoint's.
     """
     if budget < 1:
         raise InputError(f"--budget must be at least 1, got {budget}")
     dev = resolve_device(device)
     model, ckpt = load_model(model_path, dev)
+    configure_images(image_options if image_options is not None else ckpt["params"]["dataset"])
     params = copy.deepcopy(ckpt["params"])
     if strategy_options is not None:
         params["strategies"] = strategy_options
@@ -120,6 +128,7 @@ def export_pipeline_selection(selected_json: str | Path, pool_path: str | Path, 
             from None
     dev = resolve_device(device)
     model, ckpt = load_model(model_path, dev)
+    configure_images(ckpt["params"]["dataset"])
     pool = load_coco(pool_path, ckpt["params"]["dataset"]["on_box_outside"])
     chosen = pool.subset([i for i, _ in entries])  # an id not in the pool is an error naming it
     selection = [SelectedImage(rank, im["file_name"], im["id"], int(round(im["width"])), int(round(im["height"])),

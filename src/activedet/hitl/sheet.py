@@ -6,7 +6,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from ..data.coco import check_file_name
-from ..data.dataset import read_image
+from ..data.images import read_image
 from ..io import atomic_path
 from .boxes import PALETTE, Box, SelectedImage
 
