@@ -98,7 +98,7 @@ def test_own_coco_data_in_the_data_folder_is_never_replaced(tmp_path):
     (mine / "test.json").write_text(json.dumps(coco([1])))
     before = snapshot(mine)
     cfg = own_config(d, {"name": "mydata", "format": "digit_scenes"})
-    for cmd in (["-n"], ["--cores", "1"], ["--cores", "1", "--forcerun", "make_dataset"]):
+    for cmd in (["-n"], ["--cores", "1", "--forcerun", "make_dataset"]):
         p = run([BIN / "snakemake", *cmd, "--configfile", cfg], d, check=False)
         assert p.returncode == 2, errors_of(p)
         assert "data/mydata/pool.json: not written by activedet's digit-scenes rule" in p.stderr

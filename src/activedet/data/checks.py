@@ -252,15 +252,16 @@ def check_dataset(pool: CocoData, pool_images, test: CocoData, test_images, dupl
     """
     errors = class_problems(pool, test)
     dup = path_duplicates(pool, pool_images, test, test_images)
+    splits = {"pool": (pool, pool_images), "test": (test, test_images)}
     digests: dict[str, dict[int, str]] = {}
     with ThreadPoolExecutor(max(1, threads)) as ex:  # decoding and hashing release the GIL
-        for coco, images_dir in ((pool, pool_images), (test, test_images)):
+        for name, (coco, images_dir) in splits.items():
             results = list(ex.map(lambda im: _decode(coco, images_dir, im), coco.images))
             errors += [p for _, p in results if p]
-            digests[coco.path] = {im["id"]: d for im, (d, _) in zip(coco.images, results) if d}
+            digests[name] = {im["id"]: d for im, (d, _) in zip(coco.images, results) if d}
     seen: dict[str, tuple[str, int]] = {}
-    for coco in (pool, test):
-        for i, d in digests[coco.path].items():
+    for name, (coco, _) in splits.items():
+        for i, d in digests[name].items():
             if d in seen:
                 where, first = seen[d]
                 if where == coco.path:
@@ -279,7 +280,7 @@ def check_dataset(pool: CocoData, pool_images, test: CocoData, test_images, dupl
         raise InputError(summarize(errors))
     report = {"warnings": warnings}
     for name, coco in (("pool", pool), ("test", test)):
-        h = hashlib.sha256("".join(f"{i}:{d}\n" for i, d in sorted(digests[coco.path].items())).encode())
+        h = hashlib.sha256("".join(f"{i}:{d}\n" for i, d in sorted(digests[name].items())).encode())
         report[name] = {"file": coco.path, "images": len(coco.images), "boxes": len(coco.annotations),
                         "images_sha256": h.hexdigest()}
     return report
