@@ -182,7 +182,7 @@ def test_dataset_path_with_space_quote_and_dollar_runs(tmp_path):
                 assert value == dataset["pool_images"], c
             if flag in ("--pool", "--test", "--annotations") and str(folder) in value:
                 assert value in (dataset["pool_annotations"], dataset["test_annotations"]), c
-    run([BIN / "snakemake", "--cores", "1", "--configfile", cfg, "results/own/splits/seed0/labeled.json"], d)
+    run([BIN / "snakemake", "--cores", "1", "results/own/splits/seed0/labeled.json", "--configfile", cfg], d)
     labeled = json.loads((d / "results/own/splits/seed0/labeled.json").read_text())
     assert len(labeled["images"]) == 4
     report = json.loads((d / "results/own/checks/dataset.json").read_text())

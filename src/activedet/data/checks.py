@@ -29,7 +29,8 @@ from ..io import InputError, read_json
 from .coco import CocoData, check_file_name, validate_coco
 
 DIGIT_SCENES_GENERATOR = "activedet.data.digit_scenes"
-_GENERATED_IMAGE = re.compile(r"^\d{6,}\.png$|^\.\d{6,}\.png\.[a-z0-9_]{8}\.tmp$")  # digit_scenes._IMAGE_NAME
+# digit_scenes._IMAGE_NAME, the temporary files of its killed writes, and Snakemake's directory-output marker
+_GENERATED_IMAGE = re.compile(r"^\d{6,}\.png$|^\.\d{6,}\.png\.[a-z0-9_]{8}\.tmp$|^\.snakemake_timestamp$")
 MAX_LISTED = 20
 
 
