@@ -45,11 +45,15 @@ def fake_voc(root: Path, sizes=VOC_SETS) -> Path:
     return root
 
 
-def fake_coco(root: Path) -> Path:
+def fake_coco(root: Path, sizes=(("train2017", 117266), ("val2017", 5000))) -> Path:
+    """COCO 2017's image counts, one box each (a dry run reads the annotation files; no image is opened)."""
     (root / "annotations").mkdir(parents=True)
-    for split in ("train2017", "val2017"):
+    for split, n in sizes:
         (root / split).mkdir()
-        (root / "annotations" / f"instances_{split}.json").write_text("{}")  # a dry run opens no file
+        images = [{"id": i, "file_name": f"{i:012d}.jpg", "width": 640, "height": 480} for i in range(1, n + 1)]
+        anns = [{"id": i, "image_id": i, "category_id": 1, "bbox": [1, 1, 10, 10]} for i in range(1, n + 1)]
+        (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(
+            {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "person"}]}))
     return root
 
 

@@ -116,8 +116,8 @@ def test_tiny_pipeline_through_the_slurm_profile_equals_a_local_run(tmp_path, cl
     assert {"rule_make_dataset", "rule_train_initial_detector", "rule_train_detector"} <= set(submitted), submitted
     assert not any(p.startswith(("rule_select_batch", "rule_merge_labels", "rule_init_split", "rule_report"))
                    for p in submitted)
-    # make_dataset, train_initial, 2 x train, score@0, [evaluate+score]@1, evaluate@2
-    assert sum(len(ids) for ids in submitted.values()) == 7, submitted
+    # make_dataset, check_dataset, train_initial, 2 x train, score@0, [evaluate+score]@1, evaluate@2
+    assert sum(len(ids) for ids in submitted.values()) == 8, submitted
     # GPU and wall time from the rules' resources: one GPU per training job, and one (not two) for the
     # group, whose jobs run one after the other within the sum of their runtimes
     (group,) = submitted["group_posttrain_entropy_0_1_evaluate_score_uncertainty"]

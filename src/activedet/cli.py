@@ -65,9 +65,13 @@ def _threads(params, args):
 
 
 def cmd_make_dataset(args) -> int:
+    from .data.checks import foreign_files
     from .data.digit_scenes import generate
 
     p = _params(args)
+    foreign = foreign_files(args.out, "digit_scenes")  # never replace or delete a user's files
+    if foreign:
+        raise InputError("\n".join(foreign))
     cfg = dict(p["dataset"]["digit_scenes"])
     summary = generate(args.out, **cfg)
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (list, dict))}))
@@ -97,9 +101,23 @@ def cmd_init_split(args) -> int:
     # the labeled sets of every cycle carry the pool's classes (training keeps them as they are)
     pool = CocoData(pool.path, pool.images, pool.annotations, pool.categories,
                     {**pool.info, POOL_CATEGORIES_KEY: str(args.pool)})
-    labeled = initial_split(pool, args.size, args.seed)
+    labeled = initial_split(pool, args.size, args.seed, p["dataset"]["duplicate_images"])
     write_json(args.out, labeled.to_dict())
     print(f"{args.out}: {len(labeled.images)} of {len(pool.images)} pool images labeled (seed {args.seed})")
+    return 0
+
+
+def cmd_check_dataset(args) -> int:
+    from .data.checks import check_dataset
+
+    p = _params(args)
+    pool, test = _load(args.pool, p), _load(args.test, p)
+    report = check_dataset(pool, args.pool_images, test, args.test_images, p["dataset"]["duplicate_images"],
+                           threads=args.threads or 1)
+    for w in report["warnings"]:
+        print(f"warning: {w}")
+    write_json(args.out, report)
+    print(f"{args.out}: {report['pool']['images']} pool and {report['test']['images']} test images checked")
     return 0
 
 
@@ -443,6 +461,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, required=True)
     sp.add_argument("--out", required=True, help="labeled set (COCO JSON)")
 
+    sp = add("check-dataset", cmd_check_dataset,
+             "decode every pool and test image and refuse the same image twice (by path or content)")
+    params_arg(sp)
+    sp.add_argument("--pool", required=True, help="COCO JSON of the pool")
+    sp.add_argument("--pool-images", required=True, help="images folder of the pool")
+    sp.add_argument("--test", required=True, help="COCO JSON of the test split")
+    sp.add_argument("--test-images", required=True, help="images folder of the test split")
+    sp.add_argument("--out", required=True, help="report (JSON: counts and content digests)")
+    sp.add_argument("--threads", type=int, default=1, help="images decoded at once")
+
     sp = add("voc-to-coco", cmd_voc_to_coco,
              "read PASCAL VOC XML + ImageSets into the COCO JSON the pipeline reads (difficult objects flagged)")
     params_arg(sp)
@@ -641,7 +669,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.fn(args)
     except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print("\n".join(f"error: {line}" for line in str(e).splitlines()), file=sys.stderr)
         return 2
     except OSError as e:  # a user's path that is missing, a folder, or not readable: name it, no traceback
         where = f"{e.filename}: " if e.filename else ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -22,11 +23,34 @@ class InputError(Exception):
     """Bad user input: the message names the file and the problem."""
 
 
+# mkstemp's names: prefix, 8 characters of its alphabet, suffix (tempfile._RandomNameSequence).
+_TMP_TAIL = r"\.[a-z0-9_]{8}\.tmp"
+
+
+def stale_temp_files(path: str | os.PathLike) -> list[Path]:
+    """The hidden ``.<name>.<8 random>.tmp`` files that :func:`atomic_path` left next to ``path``.
+
+    Only names of exactly the shape ``atomic_path`` creates match, so no user file is touched.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    pattern = re.compile(re.escape(f".{path.name}") + _TMP_TAIL)
+    return sorted(p for p in path.parent.iterdir() if pattern.fullmatch(p.name) and p.is_file())
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it onto ``path`` on success."""
+    """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
+
+    A write killed mid-way (``kill -9``, a lost node) leaves its hidden temporary file behind; the next
+    write of the same target (the step's next start) removes those first, so none lingers for DVC to hash.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in stale_temp_files(path):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give results the usual permissions
@@ -99,3 +123,38 @@ def read_xml(path: str | os.PathLike, what: str, source: str):
     except ET.ParseError as e:
         line, column = e.position
         raise InputError(f"{path}: malformed XML at line {line}, column {column}") from None
+
+
+# Files a writer of fixed names (the annotation package) has written into a folder it does not own alone.
+OWNED_MANIFEST = ".activedet-files.json"
+
+
+def check_not_foreign(folder: str | os.PathLike, names: list[str], what: str) -> None:
+    """Refuse to write ``names`` into ``folder`` where one of them exists and activedet did not write it.
+
+    activedet's writers record what they wrote in ``folder/.activedet-files.json``
+    (:func:`record_written`); a file of one of ``names`` that the record does not list is a
+    user's, and is never overwritten. Raises InputError naming the files.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    try:
+        ours = set(json.loads((folder / OWNED_MANIFEST).read_text(encoding="utf-8")).get("files", []))
+    except (OSError, ValueError, AttributeError):
+        ours = set()
+    foreign = [n for n in names if (folder / n).exists() and n not in ours]
+    if foreign:
+        raise InputError(f"{folder}: holds {', '.join(foreign)}, not written by activedet; refusing to overwrite "
+                         f"them with {what}: choose an empty or new folder")
+
+
+def record_written(folder: str | os.PathLike, names: list[str]) -> None:
+    """Add ``names`` to ``folder``'s record of the files activedet wrote (see :func:`check_not_foreign`)."""
+    folder = Path(folder)
+    path = folder / OWNED_MANIFEST
+    try:
+        ours = set(json.loads(path.read_text(encoding="utf-8")).get("files", []))
+    except (OSError, ValueError, AttributeError):
+        ours = set()
+    write_json(path, {"files": sorted(ours | set(names))})

@@ -26,8 +26,8 @@ rule train_detector:
     resources:
         **res("train"),
     shell:
-        "{ACTIVEDET} train --params {params.p} --images {params.images} --labeled {input.labeled}"
-        " --out {output.model} --summary {output.summary} --seed {wildcards.seed} --threads {threads} {BACKBONE_ARG} > {log} 2>&1"
+        "{ACTIVEDET} train --params {params.p} --images {params.images:q} --labeled {input.labeled:q}"
+        " --out {output.model:q} --summary {output.summary:q} --seed {wildcards.seed} --threads {threads} {BACKBONE_ARG} > {log:q} 2>&1"
 
 
 # Cycle 0 of every strategy that trains the plain detector starts from the same split, seed and
@@ -54,10 +54,10 @@ rule train_initial_detector:
     resources:
         **res("train"),
     shell:
-        "({ACTIVEDET} train --params {params.p} --images {params.images} --labeled {input.labeled}"
-        " --out {output.model} --summary {output.summary} --seed {wildcards.seed} --threads {threads} {BACKBONE_ARG}"
-        " && {ACTIVEDET} evaluate --model {output.model} --images {params.test_images} --annotations {params.test}"
-        " --out {output.metrics} --threads {threads}) > {log} 2>&1"
+        "({ACTIVEDET} train --params {params.p} --images {params.images:q} --labeled {input.labeled:q}"
+        " --out {output.model:q} --summary {output.summary:q} --seed {wildcards.seed} --threads {threads} {BACKBONE_ARG}"
+        " && {ACTIVEDET} evaluate --model {output.model:q} --images {params.test_images:q} --annotations {params.test:q}"
+        " --out {output.metrics:q} --threads {threads}) > {log:q} 2>&1"
 
 
 rule share_initial_detector:
@@ -78,8 +78,8 @@ rule share_initial_detector:
     resources:
         **res("light"),
     shell:
-        "(cp {input.model} {output.model} && cp {input.summary} {output.summary}"
-        " && cp {input.metrics} {output.metrics}) > {log} 2>&1"
+        "(cp {input.model:q} {output.model:q} && cp {input.summary:q} {output.summary:q}"
+        " && cp {input.metrics:q} {output.metrics:q}) > {log:q} 2>&1"
 
 
 ruleorder: share_initial_detector > train_detector
@@ -107,9 +107,9 @@ rule train_miaod:
     resources:
         **res("train"),
     shell:
-        "{ACTIVEDET} train-miaod --params {params.p} --images {params.images} --labeled {input.labeled}"
-        " --pool {input.pool} --strategy {wildcards.strategy} --out {output.model} --summary {output.summary}"
-        " --seed {wildcards.seed} --threads {threads} {BACKBONE_ARG} > {log} 2>&1"
+        "{ACTIVEDET} train-miaod --params {params.p} --images {params.images:q} --labeled {input.labeled:q}"
+        " --pool {input.pool:q} --strategy {wildcards.strategy} --out {output.model:q} --summary {output.summary:q}"
+        " --seed {wildcards.seed} --threads {threads} {BACKBONE_ARG} > {log:q} 2>&1"
 
 
 # LL4AL: the plain recipe plus the loss-prediction module's ranking loss (its own model every cycle).
@@ -134,9 +134,9 @@ rule train_ll4al:
     resources:
         **res("train"),
     shell:
-        "{ACTIVEDET} train-ll4al --params {params.p} --images {params.images} --labeled {input.labeled}"
-        " --strategy {wildcards.strategy} --out {output.model} --summary {output.summary}"
-        " --seed {wildcards.seed} --threads {threads} {BACKBONE_ARG} > {log} 2>&1"
+        "{ACTIVEDET} train-ll4al --params {params.p} --images {params.images:q} --labeled {input.labeled:q}"
+        " --strategy {wildcards.strategy} --out {output.model:q} --summary {output.summary:q}"
+        " --seed {wildcards.seed} --threads {threads} {BACKBONE_ARG} > {log:q} 2>&1"
 
 
 # eval_detector: plain - the learning curve of an own-trainer strategy (MI-AOD, LL4AL) from the plain
@@ -163,8 +163,8 @@ rule train_eval_detector:
     resources:
         **res("train"),
     shell:
-        "{ACTIVEDET} train --params {params.p} --images {params.images} --labeled {input.labeled}"
-        " --out {output.model} --summary {output.summary} --seed {wildcards.seed} --threads {threads} {BACKBONE_ARG} > {log} 2>&1"
+        "{ACTIVEDET} train --params {params.p} --images {params.images:q} --labeled {input.labeled:q}"
+        " --out {output.model:q} --summary {output.summary:q} --seed {wildcards.seed} --threads {threads} {BACKBONE_ARG} > {log:q} 2>&1"
 
 
 # At cycle 0 that plain detector is the shared initial one (same split, seed and recipe).
@@ -186,8 +186,8 @@ rule share_initial_eval_detector:
     resources:
         **res("light"),
     shell:
-        "(cp {input.model} {output.model} && cp {input.summary} {output.summary}"
-        " && cp {input.metrics} {output.metrics}) > {log} 2>&1"
+        "(cp {input.model:q} {output.model:q} && cp {input.summary:q} {output.summary:q}"
+        " && cp {input.metrics:q} {output.metrics:q}) > {log:q} 2>&1"
 
 
 ruleorder: share_initial_eval_detector > evaluate
@@ -210,8 +210,8 @@ rule evaluate:
     resources:
         **res("score"),
     shell:
-        "{ACTIVEDET} evaluate --model {input.model} --images {params.images} --annotations {input.test}"
-        " --out {output.metrics} --device {params.device} --threads {threads} > {log} 2>&1"
+        "{ACTIVEDET} evaluate --model {input.model:q} --images {params.images:q} --annotations {input.test:q}"
+        " --out {output.metrics:q} --device {params.device} --threads {threads} > {log:q} 2>&1"
 
 
 rule score_uncertainty:
@@ -227,14 +227,14 @@ rule score_uncertainty:
     params:
         p=lambda w: param_json(*IMAGE_KEYS, *strategy_keys(w.strategy)),
         images=POOL_IMAGES,
-        model=lambda w, input: f"--model {input.model}" if "model" in input.keys() else "",
+        model=lambda w, input: f"--model {shlex.quote(input.model)}" if "model" in input.keys() else "",
     threads: config["resources"]["score"]["threads"]
     resources:
         **res("score"),
     shell:
         "{ACTIVEDET} score --params {params.p} --strategy {wildcards.strategy} {params.model}"
-        " --images {params.images} --pool {input.pool} --labeled {input.labeled} --out {output.scores}"
-        " --timing {output.timing} --threads {threads} > {log} 2>&1"
+        " --images {params.images:q} --pool {input.pool:q} --labeled {input.labeled:q} --out {output.scores:q}"
+        " --timing {output.timing:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule select_batch:
@@ -252,22 +252,22 @@ rule select_batch:
     resources:
         **res("light"),
     shell:
-        "{ACTIVEDET} select --params {params.p} --strategy {wildcards.strategy} --scores {input.scores}"
-        " --budget {params.budget} --seed {wildcards.seed} --cycle {wildcards.cycle} --out {output.selected}"
-        " > {log} 2>&1"
+        "{ACTIVEDET} select --params {params.p} --strategy {wildcards.strategy} --scores {input.scores:q}"
+        " --budget {params.budget} --seed {wildcards.seed} --cycle {wildcards.cycle} --out {output.selected:q}"
+        " > {log:q} 2>&1"
 
 
 if HUMAN:
     # People label the selection: export_for_annotation writes the tasks, import-labels writes
     # imported_labels.json, merge-imported adds it (the merge invariants minus "equals the ground truth").
     MERGE_SHELL = (
-        "{ACTIVEDET} merge-imported --params {params.p} --labeled {input.labeled} --selected {input.selected}"
-        " --pool {input.pool} --imported {input.imported} --budget {params.budget} --out {output.labeled} > {log} 2>&1"
+        "{ACTIVEDET} merge-imported --params {params.p} --labeled {input.labeled:q} --selected {input.selected:q}"
+        " --pool {input.pool:q} --imported {input.imported:q} --budget {params.budget} --out {output.labeled:q} > {log:q} 2>&1"
     )
 else:
     MERGE_SHELL = (
-        "{ACTIVEDET} merge --params {params.p} --labeled {input.labeled} --selected {input.selected}"
-        " --pool {input.pool} --budget {params.budget} --out {output.labeled} > {log} 2>&1"
+        "{ACTIVEDET} merge --params {params.p} --labeled {input.labeled:q} --selected {input.selected:q}"
+        " --pool {input.pool:q} --budget {params.budget} --out {output.labeled:q} > {log:q} 2>&1"
     )
 
 
@@ -318,9 +318,9 @@ if HUMAN:
         resources:
             **res("score"),
         shell:
-            "{ACTIVEDET} export-selection --selected {input.selected} --pool {input.pool} --images {params.images}"
-            " --model {input.model} --labeled {input.labeled} --imported {params.imported} --out {params.out}"
-            " --device {params.device} --threads {threads} > {log} 2>&1"
+            "{ACTIVEDET} export-selection --selected {input.selected:q} --pool {input.pool:q} --images {params.images:q}"
+            " --model {input.model:q} --labeled {input.labeled:q} --imported {params.imported:q} --out {params.out:q}"
+            " --device {params.device} --threads {threads} > {log:q} 2>&1"
 
     localrules:
         await_imported_labels,
@@ -339,4 +339,4 @@ if HUMAN:
         shell:
             "(echo 'activedet: {wildcards.strategy}/seed{wildcards.seed}/cycle{wildcards.cycle} waits for labels"
             " from people (active.oracle: human). Annotate, import, then run snakemake again:'; echo;"
-            " cat {input.readme}) | tee {log} >&2; exit 1"
+            " cat {input.readme:q}) | tee {log:q} >&2; exit 1"

@@ -52,19 +52,23 @@ elif DATASET["format"] == "voc":
 else:
     sys.exit(f"error: params.yaml: dataset.format {DATASET['format']} is not supported by the pipeline yet")
 
-n_pool_hint = DATASET["digit_scenes"]["n_pool"] if DATASET["format"] == "digit_scenes" else None
-if DATASET["format"] == "voc":  # the ImageSets lists give the pool size before any conversion
-    from activedet.data.voc import count_images as voc_count_images
+# Everything knowable before the first job, checked before it (activedet.data.checks): every file the
+# configuration names is there (a missing one is named, never generated in its place), the annotation files
+# read, the pool holds the plan, the classes are present, no image is listed twice, and a generating rule
+# would replace no file it did not write. The jobs' own Snakemake processes (cluster, subprocesses) skip it.
+GENERATED = DATASET["format"] in ("digit_scenes", "voc")  # the formats a rule writes the COCO JSON of
+if workflow.is_main_process:
+    from activedet.data.checks import plan_problems, summarize
 
     try:
-        n_pool_hint = voc_count_images(DATASET["pool_images"], DATASET["pool_annotations"])
+        _errors, _warnings = plan_problems(DATASET, ACTIVE, DATA if GENERATED else None)
     except InputError as e:
-        sys.exit(f"error: {e}")
-if n_pool_hint is not None:
-    needed = ACTIVE["initial_labeled"] + ACTIVE["budget"] * (ACTIVE["cycles"] - 1)
-    if needed > n_pool_hint:
-        sys.exit(f"error: params.yaml: active.initial_labeled + active.budget * (active.cycles - 1) = {needed} "
-                 f"exceeds the pool ({n_pool_hint} images)")
+        _errors, _warnings = [str(e)], []
+    for _w in _warnings:
+        print(f"warning: {_w}", file=sys.stderr)
+    if _errors:
+        print("\n".join(f"error: {e}" for e in summarize(_errors).splitlines()), file=sys.stderr)
+        sys.exit(2)
 
 
 # Strategy names: the registered strategies and the named variants of params.yaml.

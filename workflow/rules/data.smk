@@ -1,42 +1,28 @@
-# The embedded dataset and the initial labeled split of each seed.
+# The dataset: generated (digit scenes) or converted (PASCAL VOC) where the format generates, the user's
+# files as they are otherwise; the check of every image before the first job; the initial labeled split
+# of each seed. No rule writes a file the user provides: a missing one is a missing input, named by
+# `snakemake -n` (common.smk), never generated in its place.
 
 
-rule make_dataset:
-    output:
-        pool=f"{config['data_dir']}/{{dataset}}/pool.json",
-        test=f"{config['data_dir']}/{{dataset}}/test.json",
-        pool_images=directory(f"{config['data_dir']}/{{dataset}}/pool/images"),
-        test_images=directory(f"{config['data_dir']}/{{dataset}}/test/images"),
-    log:
-        f"{config['data_dir']}/{{dataset}}/make_dataset.log",
-    benchmark:
-        f"{config['data_dir']}/{{dataset}}/make_dataset.tsv"
-    params:
-        p=param_json("dataset.digit_scenes"),
-        out=lambda w: f"{config['data_dir']}/{w.dataset}",
-    resources:
-        **res("light"),
-    shell:
-        "{ACTIVEDET} make-dataset --params {params.p} --out {params.out} > {log} 2>&1"
+if DATASET["format"] == "digit_scenes":
 
-
-rule init_split:
-    input:
-        pool=POOL_JSON,
-    output:
-        labeled=f"{EXP}/splits/seed{{seed}}/labeled.json",
-    log:
-        f"{EXP}/splits/seed{{seed}}/init_split.log",
-    benchmark:
-        f"{EXP}/splits/seed{{seed}}/init_split.tsv"
-    params:
-        p=param_json("dataset.on_box_outside", "dataset.keep_unused_categories"),
-        size=ACTIVE["initial_labeled"],
-    resources:
-        **res("light"),
-    shell:
-        "{ACTIVEDET} init-split --params {params.p} --pool {input.pool} --size {params.size}"
-        " --seed {wildcards.seed} --out {output.labeled} > {log} 2>&1"
+    rule make_dataset:
+        output:
+            pool=POOL_JSON,
+            test=TEST_JSON,
+            pool_images=directory(POOL_IMAGES),
+            test_images=directory(TEST_IMAGES),
+        log:
+            f"{DATA}/make_dataset.log",
+        benchmark:
+            f"{DATA}/make_dataset.tsv"
+        params:
+            p=param_json("dataset.digit_scenes"),
+            out=DATA,
+        resources:
+            **res("light"),
+        shell:
+            "{ACTIVEDET} make-dataset --params {params.p} --out {params.out:q} > {log:q} 2>&1"
 
 
 if DATASET["format"] == "voc":
@@ -51,11 +37,11 @@ if DATASET["format"] == "voc":
             image_sets=lambda w: [str(image_set_file(DATASET[f"{split}_images"], e)) for split in ("pool", "test")
                                   for e in parse_image_sets(DATASET[f"{split}_annotations"])],
         output:
-            json=f"{config['data_dir']}/{DATASET['name']}/{{split}}.json",
+            json=f"{DATA}/{{split}}.json",
         log:
-            f"{config['data_dir']}/{DATASET['name']}/voc_to_coco_{{split}}.log",
+            f"{DATA}/voc_to_coco_{{split}}.log",
         benchmark:
-            f"{config['data_dir']}/{DATASET['name']}/voc_to_coco_{{split}}.tsv"
+            f"{DATA}/voc_to_coco_{{split}}.tsv"
         wildcard_constraints:
             split="pool|test",
         params:
@@ -71,7 +57,62 @@ if DATASET["format"] == "voc":
             "{ACTIVEDET} voc-to-coco --params {params.p} --root {params.root:q} --sets {params.sets:q}"
             " --class-sets {params.other_root:q} {params.other_sets:q} --out {output.json:q} > {log:q} 2>&1"
 
-    ruleorder: voc_to_coco > make_dataset
-
     localrules:
         voc_to_coco,
+
+
+# The first job of every chain (init_split needs its report): every pool and test image decodes to its
+# annotated size, and no image is in the data twice (by path or content). DVC's dataset stage outputs
+# the report, whose content digests its active_learning stage depends on.
+rule check_dataset:
+    input:
+        pool=POOL_JSON,
+        test=TEST_JSON,
+    output:
+        report=f"{EXP}/checks/dataset.json",
+    log:
+        f"{EXP}/checks/check_dataset.log",
+    benchmark:
+        f"{EXP}/checks/check_dataset.tsv"
+    params:
+        p=param_json("dataset.on_box_outside", "dataset.duplicate_images"),
+        pool_images=POOL_IMAGES,
+        test_images=TEST_IMAGES,
+    threads: config["resources"]["score"]["threads"]
+    resources:
+        **res("light"),
+    shell:
+        "{ACTIVEDET} check-dataset --params {params.p} --pool {input.pool:q} --pool-images {params.pool_images:q}"
+        " --test {input.test:q} --test-images {params.test_images:q} --out {output.report:q}"
+        " --threads {threads} > {log:q} 2>&1"
+
+
+# `snakemake dataset` (DVC's dataset stage): the data, generated or converted where the format generates,
+# and checked.
+rule dataset:
+    input:
+        f"{EXP}/checks/dataset.json",
+
+
+rule init_split:
+    input:
+        pool=POOL_JSON,
+        checked=f"{EXP}/checks/dataset.json",
+    output:
+        labeled=f"{EXP}/splits/seed{{seed}}/labeled.json",
+    log:
+        f"{EXP}/splits/seed{{seed}}/init_split.log",
+    benchmark:
+        f"{EXP}/splits/seed{{seed}}/init_split.tsv"
+    params:
+        p=param_json("dataset.on_box_outside", "dataset.duplicate_images", "dataset.keep_unused_categories"),
+        size=ACTIVE["initial_labeled"],
+    resources:
+        **res("light"),
+    shell:
+        "{ACTIVEDET} init-split --params {params.p} --pool {input.pool:q} --size {params.size}"
+        " --seed {wildcards.seed} --out {output.labeled:q} > {log:q} 2>&1"
+
+
+localrules:
+    dataset,

@@ -44,10 +44,10 @@ rule build_lookup_table:
     resources:
         **res("train"),
     shell:
-        "{ACTIVEDET} lookup-record --params {params.p} --strategy {wildcards.strategy} --model {input.model}"
-        " --images {params.images} --labeled {input.labeled} --pool {input.pool} --budget {params.budget}"
-        " --seed {wildcards.seed} --cycle {wildcards.cycle} --record {wildcards.record} --out {output.record}"
-        " --threads {threads} > {log} 2>&1"
+        "{ACTIVEDET} lookup-record --params {params.p} --strategy {wildcards.strategy} --model {input.model:q}"
+        " --images {params.images:q} --labeled {input.labeled:q} --pool {input.pool:q} --budget {params.budget}"
+        " --seed {wildcards.seed} --cycle {wildcards.cycle} --record {wildcards.record} --out {output.record:q}"
+        " --threads {threads} > {log:q} 2>&1"
 
 
 rule gather_lookup_table:
@@ -64,7 +64,7 @@ rule gather_lookup_table:
     resources:
         **res("light"),
     shell:
-        "{ACTIVEDET} lookup-table --records {input.records} --out {output.table} > {log} 2>&1"
+        "{ACTIVEDET} lookup-table --records {input.records:q} --out {output.table:q} > {log:q} 2>&1"
 
 
 rule train_agent:
@@ -92,11 +92,11 @@ rule train_agent:
     resources:
         **res("train"),
     shell:
-        "{ACTIVEDET} train-agent --params {params.p} --strategy {wildcards.strategy} --model {input.model}"
-        " --images {params.images} --labeled {input.labeled} --pool {input.pool} --budget {params.budget}"
-        " --seed {wildcards.seed} --cycle {wildcards.cycle} --scores {input.scores} --table {input.table}"
-        " --out {output.agent} --scores-out {output.scores} --compute {output.compute} --threads {threads}"
-        " > {log} 2>&1"
+        "{ACTIVEDET} train-agent --params {params.p} --strategy {wildcards.strategy} --model {input.model:q}"
+        " --images {params.images:q} --labeled {input.labeled:q} --pool {input.pool:q} --budget {params.budget}"
+        " --seed {wildcards.seed} --cycle {wildcards.cycle} --scores {input.scores:q} --table {input.table:q}"
+        " --out {output.agent:q} --scores-out {output.scores:q} --compute {output.compute:q} --threads {threads}"
+        " > {log:q} 2>&1"
 
 
 # MGRAL selects the top-b of the agent's scores; select_batch keeps serving every other strategy.
@@ -117,9 +117,9 @@ rule select_batch_mgral:
     resources:
         **res("light"),
     shell:
-        "{ACTIVEDET} select --params {params.p} --strategy {wildcards.strategy} --scores {input.scores}"
-        " --budget {params.budget} --seed {wildcards.seed} --cycle {wildcards.cycle} --out {output.selected}"
-        " > {log} 2>&1"
+        "{ACTIVEDET} select --params {params.p} --strategy {wildcards.strategy} --scores {input.scores:q}"
+        " --budget {params.budget} --seed {wildcards.seed} --cycle {wildcards.cycle} --out {output.selected:q}"
+        " > {log:q} 2>&1"
 
 
 ruleorder: select_batch_mgral > select_batch
@@ -147,8 +147,8 @@ rule mgral_compute:
     resources:
         **res("light"),
     shell:
-        "{ACTIVEDET} mgral-compute --experiment-dir {params.exp} --strategies {params.strategies}"
-        " --seeds {params.seeds} --cycles {params.cycles} --out-dir {params.out} > {log} 2>&1"
+        "{ACTIVEDET} mgral-compute --experiment-dir {params.exp:q} --strategies {params.strategies}"
+        " --seeds {params.seeds} --cycles {params.cycles} --out-dir {params.out:q} > {log:q} 2>&1"
 
 
 localrules:

@@ -84,7 +84,7 @@ rule paper_fig5:
     resources:
         **res("light"),
     shell:
-        "{ACTIVEDET} paper-fig5 --params {params.p} --curves {input.curves} --out-dir {params.out} > {log} 2>&1"
+        "{ACTIVEDET} paper-fig5 --params {params.p} --curves {input.curves:q} --out-dir {params.out:q} > {log:q} 2>&1"
 
 
 rule paper_mgral_fig3:
@@ -104,7 +104,7 @@ rule paper_mgral_fig3:
     resources:
         **res("light"),
     shell:
-        "{ACTIVEDET} paper-mgral-fig3 --params {params.p} --curves {input.curves} --out-dir {params.out} > {log} 2>&1"
+        "{ACTIVEDET} paper-mgral-fig3 --params {params.p} --curves {input.curves:q} --out-dir {params.out:q} > {log:q} 2>&1"
 
 
 # Reads the benchmark files of every job of the experiment; curves.csv exists once they have all run.
@@ -125,8 +125,8 @@ rule paper_table5:
     resources:
         **res("light"),
     shell:
-        "{ACTIVEDET} paper-table5 --experiment-dir {params.exp} --curves {input.curves} --out-dir {params.out}"
-        " > {log} 2>&1"
+        "{ACTIVEDET} paper-table5 --experiment-dir {params.exp:q} --curves {input.curves:q} --out-dir {params.out:q}"
+        " > {log:q} 2>&1"
 
 
 if FIG6_ON:
@@ -153,9 +153,9 @@ if FIG6_ON:
         resources:
             **res("score"),
         shell:
-            "{ACTIVEDET} paper-fig6 --model {input.model} --selected {input.selected} --pool {input.pool}"
-            " --images {params.images} --n-images {params.n} --out-dir {params.out} --device {params.device}"
-            " --threads {threads} > {log} 2>&1"
+            "{ACTIVEDET} paper-fig6 --model {input.model:q} --selected {input.selected:q} --pool {input.pool:q}"
+            " --images {params.images:q} --n-images {params.n} --out-dir {params.out:q} --device {params.device}"
+            " --threads {threads} > {log:q} 2>&1"
 
 
 # Figs. 7 and 4 need a cycle that selects (active.cycles >= 2).
@@ -184,9 +184,9 @@ if SELECTING_CYCLES:
         resources:
             **res("score"),
         shell:
-            "{ACTIVEDET} paper-count-tp --params {params.p} --model {input.model} --selected {input.selected}"
-            " --pool {input.pool} --images {params.images} --out {output.counts} --device {params.device}"
-            " --threads {threads} > {log} 2>&1"
+            "{ACTIVEDET} paper-count-tp --params {params.p} --model {input.model:q} --selected {input.selected:q}"
+            " --pool {input.pool:q} --images {params.images:q} --out {output.counts:q} --device {params.device}"
+            " --threads {threads} > {log:q} 2>&1"
 
 
     rule paper_fig7:
@@ -207,7 +207,7 @@ if SELECTING_CYCLES:
         resources:
             **res("light"),
         shell:
-            "{ACTIVEDET} paper-fig7 --counts {input.counts} --out-dir {params.out} > {log} 2>&1"
+            "{ACTIVEDET} paper-fig7 --counts {input.counts:q} --out-dir {params.out:q} > {log:q} 2>&1"
 
 
     rule paper_mgral_fig4:
@@ -232,8 +232,8 @@ if SELECTING_CYCLES:
         resources:
             **res("light"),
         shell:
-            "{ACTIVEDET} paper-fig4 --params {params.p} --selected {input.selected} --pool {input.pool}"
-            " --images {params.images} --out-dir {params.out} > {log} 2>&1"
+            "{ACTIVEDET} paper-fig4 --params {params.p} --selected {input.selected:q} --pool {input.pool:q}"
+            " --images {params.images:q} --out-dir {params.out:q} > {log:q} 2>&1"
 
 
 # MI-AOD Table 2: active image classification, one job per method and seed. CIFAR-10 trains a ResNet-18
@@ -257,7 +257,7 @@ rule paper_table2_run:
         **res(TABLE2_RESOURCES),
     shell:
         "{ACTIVEDET} paper-table2-run --params {params.p} --method {wildcards.method} --seed {wildcards.seed}"
-        " --out {output.run} --threads {threads} > {log} 2>&1"
+        " --out {output.run:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule paper_table2:
@@ -277,7 +277,7 @@ rule paper_table2:
     resources:
         **res("light"),
     shell:
-        "{ACTIVEDET} paper-table2 --runs {input.runs} --out-dir {params.out} > {log} 2>&1"
+        "{ACTIVEDET} paper-table2 --runs {input.runs:q} --out-dir {params.out:q} > {log:q} 2>&1"
 
 
 rule paper:
@@ -290,14 +290,14 @@ rule paper:
     benchmark:
         f"{PAPER}/benchmarks/paper.tsv"
     params:
-        figures=lambda w: " ".join(paper_files()[0]),
-        tables=lambda w: " ".join(paper_files()[1]),
+        figures=lambda w: paper_files()[0],
+        tables=lambda w: paper_files()[1],
         title=shlex.quote(f"Paper figures and tables: experiment {config['experiment']}"),
     resources:
         **res("light"),
     shell:
-        "{ACTIVEDET} paper-index --figures {params.figures} --tables {params.tables} --title {params.title}"
-        " --out {output.index} > {log} 2>&1"
+        "{ACTIVEDET} paper-index --figures {params.figures:q} --tables {params.tables:q} --title {params.title}"
+        " --out {output.index:q} > {log:q} 2>&1"
 
 
 localrules:

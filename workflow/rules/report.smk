@@ -21,8 +21,8 @@ rule report:
     resources:
         **res("light"),
     shell:
-        "{ACTIVEDET} report --params {params.p} --experiment-dir {params.exp} --pool {input.pool}"
-        " --metrics {output.metrics} > {log} 2>&1"
+        "{ACTIVEDET} report --params {params.p} --experiment-dir {params.exp:q} --pool {input.pool:q}"
+        " --metrics {output.metrics:q} > {log:q} 2>&1"
 
 
 rule paper_tables:
@@ -40,4 +40,4 @@ rule paper_tables:
     resources:
         **res("light"),
     shell:
-        "{ACTIVEDET} paper-tables --curves {input.curves} --out-dir {params.out} --tables {params.tables} > {log} 2>&1"
+        "{ACTIVEDET} paper-tables --curves {input.curves:q} --out-dir {params.out:q} --tables {params.tables} > {log:q} 2>&1"

@@ -12,8 +12,20 @@ from ..io import InputError
 from .coco import CocoData
 
 
-def initial_split(pool: CocoData, size: int, seed: int) -> CocoData:
-    """``size`` images drawn uniformly from the pool (depends only on the pool ids and the seed)."""
+def initial_split(pool: CocoData, size: int, seed: int, duplicate_images: str = "error") -> CocoData:
+    """``size`` images drawn uniformly from the pool (depends only on the pool ids and the seed).
+
+    One image, one identity: a pool listing the same ``file_name`` under two ids raises InputError
+    (``duplicate_images="error"``) or is reported with a warning (``"warn"``); content duplicates are
+    found by :func:`activedet.data.checks.check_dataset`, which reads the images.
+    """
+    from .checks import path_duplicates  # file names only: the same name is the same file in one folder
+
+    dup = path_duplicates(pool, ".")
+    if dup and duplicate_images != "warn":
+        raise InputError("\n".join(d + " (dataset.duplicate_images: warn accepts it)" for d in dup[:20]))
+    for d in dup:
+        print(f"warning: {d}")
     ids = sorted(pool.image_ids)
     if size > len(ids):
         raise InputError(f"{pool.path}: active.initial_labeled ({size}) is larger than the pool ({len(ids)} images)")

@@ -19,7 +19,7 @@ import io
 import math
 from pathlib import Path
 
-from ..io import InputError, write_json, write_text
+from ..io import InputError, check_not_foreign, record_written, write_json, write_text
 from . import cvat, label_studio
 from .boxes import DEFAULT_MIN_SCORE, Box, SelectedImage, clip_to_image
 from .sheet import contact_sheet
@@ -130,7 +130,9 @@ def write_annotation_package(out_dir: str | Path, images_dir: str | Path, select
                              info: dict | None = None) -> dict[str, Path]:
     """Write every file of the package; return their paths by name."""
     out = Path(out_dir)
+    check_not_foreign(out, list(PACKAGE_FILES), "an annotation package")  # never a user's README.txt etc.
     out.mkdir(parents=True, exist_ok=True)
+    record_written(out, list(PACKAGE_FILES))  # first: a package killed half-way is still ours to rewrite
     paths = {name: out / name for name in PACKAGE_FILES}
     label_names = [c["name"] for c in sorted(categories, key=lambda c: c["id"])]
     shown = boxes_by_image(detections, selection, categories, min_score)
