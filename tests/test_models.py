@@ -149,3 +149,107 @@ def test_extra_branches_attach_without_changing_the_detector():
     # f1 and f2 are initialised independently
     assert not torch.equal(extra.branches["cls"].out.weight, extra.branches["cls2"].out.weight)
     assert set(model.state_dict()) <= set(extra.state_dict())
+
+
+# --- postprocess: the fast path against the implementation it replaced ---------------------------------------
+
+def reference_postprocess(model, cls_logits, reg, anchors, image_size):
+    """The postprocess before issue 20 (top-k per image, then torchvision's ``batched_nms``, which on CPU
+    loops over the image x class groups above 1,000 boxes), kept verbatim as the reference."""
+    from torchvision.ops import batched_nms, clip_boxes_to_image
+
+    cfg = model.postprocess_cfg
+    score_threshold, nms_threshold = cfg["score_threshold"], cfg["nms_threshold"]
+    B, A, C = cls_logits.shape
+    scores = cls_logits.sigmoid().flatten(1)
+    k = min(cfg["candidates_per_image"], A * C)
+    top_scores, top_idx = scores.topk(k, dim=1)
+    keep = top_scores > score_threshold
+    img_idx = torch.arange(B, device=scores.device)[:, None].expand(B, k)[keep]
+    flat, s = top_idx[keep], top_scores[keep]
+    anchor_idx, labels = flat // C, flat % C
+    boxes = model.box_coder.decode_single(reg[img_idx, anchor_idx], anchors[anchor_idx])
+    boxes = clip_boxes_to_image(boxes, image_size)
+    kept = batched_nms(boxes, s, img_idx * C + labels, nms_threshold)
+    img_k = img_idx[kept]
+    order = torch.sort(img_k, stable=True).indices
+    kept, img_k = kept[order], img_k[order]
+    counts = torch.bincount(img_k, minlength=B)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(len(kept), device=kept.device) - starts[img_k]
+    kept = kept[rank < cfg["detections_per_image"]]
+    per_image = torch.bincount(img_idx[kept], minlength=B).tolist()
+    fields = {"boxes": boxes[kept], "scores": s[kept], "labels": labels[kept], "anchor_idx": anchor_idx[kept]}
+    split = {name: v.split(per_image) for name, v in fields.items()}
+    return [{name: split[name][i] for name in fields} for i in range(B)]
+
+
+@pytest.fixture(scope="module")
+def trained_outputs(tmp_path_factory):
+    """Raw outputs of the default detector trained briefly on digit scenes, for 64 pool images."""
+    from activedet.data.coco import load_coco
+    from activedet.data.dataset import DetectionDataset, collate
+    from activedet.data.digit_scenes import generate
+
+    out = tmp_path_factory.mktemp("scenes")
+    generate(out, seed=5, n_pool=96, n_test=1)
+    ds = DetectionDataset(load_coco(out / "pool.json"), out / "pool" / "images")
+    params = P.load(None)
+    torch.manual_seed(0)
+    model = build_model(params, len(ds.categories))
+    opt = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
+    model.train()
+    for it in range(40):
+        images, targets = collate([ds[(16 * it + i) % 32] for i in range(16)])
+        out_ = model(images, branches=("cls", "reg"))
+        loss = model.detection_loss(out_, ("cls",), model.anchors(images), targets, params["detector"])["loss"]
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        opt.step()
+    model.eval()
+    images, _ = collate([ds[i] for i in range(32, 96)])
+    with torch.no_grad():
+        raw = model(images, branches=("cls", "reg"))
+    return model, raw, model.anchors(images), tuple(images.shape[-2:])
+
+
+@pytest.mark.parametrize("setting", [{}, {"score_threshold": 0.0}, {"score_threshold": 0.0, "candidates_per_image": 50},
+                                     {"score_threshold": 0.02, "detections_per_image": 5}])
+def test_postprocess_equals_the_reference_on_a_trained_detector(trained_outputs, setting):
+    """Identical boxes, scores, labels and anchors (so every detection-based selection is unchanged), at the
+    default thresholds and where the top-k, the NMS over 64 x 1,000 candidates and the per-image cap bind."""
+    model, raw, anchors, size = trained_outputs
+    saved = dict(model.postprocess_cfg)
+    model.postprocess_cfg.update(setting)
+    try:
+        new = model.postprocess(raw["cls"], raw["reg"], anchors, size)
+        ref = reference_postprocess(model, raw["cls"], raw["reg"], anchors, size)
+    finally:
+        model.postprocess_cfg = saved
+    if setting.get("score_threshold") == 0.0:  # 64 x 1,000 (or 50) candidates: the top-k, NMS and (at 1,000) the per-image cap bind
+        assert all(0 < len(d["scores"]) <= model.postprocess_cfg["detections_per_image"] for d in ref)
+    for a, b in zip(new, ref):
+        for key in ("boxes", "scores", "labels", "anchor_idx"):
+            assert torch.equal(a[key], b[key]), key
+
+
+def test_class_aware_nms_equals_torchvision_per_group():
+    """The one-call NMS keeps, per group, exactly what torchvision's nms keeps on that group alone."""
+    from torchvision.ops import nms
+
+    from activedet.models.retinanet import class_aware_nms
+
+    g = torch.Generator().manual_seed(0)
+    n = 3000
+    xy = torch.rand(n, 2, generator=g) * 60
+    boxes = torch.cat([xy, xy + 4 + torch.rand(n, 2, generator=g) * 20], 1)
+    scores = torch.rand(n, generator=g)
+    groups = torch.randint(0, 200, (n,), generator=g)
+    kept = class_aware_nms(boxes, scores, groups, 0.5)
+    assert (scores[kept][:-1] >= scores[kept][1:]).all()
+    for grp in range(200):
+        idx = torch.nonzero(groups == grp).flatten()
+        expected = idx[nms(boxes[idx], scores[idx], 0.5)]
+        assert torch.equal(kept[groups[kept] == grp], expected)
+    assert len(class_aware_nms(boxes[:0], scores[:0], groups[:0], 0.5)) == 0

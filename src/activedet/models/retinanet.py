@@ -16,7 +16,7 @@ from torch import nn
 from torchvision.models.detection._utils import BoxCoder
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
-from torchvision.ops import batched_nms, clip_boxes_to_image
+from torchvision.ops import clip_boxes_to_image, nms
 
 from .backbones import BACKBONES
 from .losses import detection_loss
@@ -127,38 +127,78 @@ class RetinaNet(nn.Module):
     @torch.no_grad()
     def postprocess(self, cls_logits: torch.Tensor, reg: torch.Tensor, anchors: torch.Tensor,
                     image_size: tuple[int, int]) -> list[dict]:
-        """Detections per image: top candidates over all levels, decode, one batched NMS for the batch.
+        """Detections per image: per-image top-k candidates over all levels, decode, NMS per image and class.
 
-        Thresholds come from ``postprocess_cfg`` (the detector params).
+        ``cls_logits`` [B, A, C], ``reg`` [B, A, 4], ``anchors`` [A, 4] (xyxy, input pixels),
+        ``image_size`` (H, W). Thresholds come from ``postprocess_cfg`` (the detector params): per image
+        the ``candidates_per_image`` highest class scores above ``score_threshold``, NMS per (image,
+        class) at ``nms_threshold``, the best ``detections_per_image`` kept; torchvision's RetinaNet
+        postprocessing, batched.
 
         Returns per image ``boxes`` (xyxy, input pixels), ``scores``, ``labels`` and ``anchor_idx``
-        (the anchor each detection came from, used by strategies that read per-anchor outputs).
+        (the anchor each detection came from, used by strategies that read per-anchor outputs), sorted
+        by score, descending.
         """
         cfg = self.postprocess_cfg
         score_threshold, nms_threshold = cfg["score_threshold"], cfg["nms_threshold"]
         B, A, C = cls_logits.shape
         scores = cls_logits.sigmoid().flatten(1)
         k = min(cfg["candidates_per_image"], A * C)
-        top_scores, top_idx = scores.topk(k, dim=1)
-        keep = top_scores > score_threshold
-        img_idx = torch.arange(B, device=scores.device)[:, None].expand(B, k)[keep]
-        flat, s = top_idx[keep], top_scores[keep]
+        above = scores > score_threshold
+        counts = above.sum(dim=1)
+        if B == 0 or int(counts.max()) <= k:
+            # No image has more candidates than the top-k keeps: the top-k is the thresholded set and
+            # its sort only orders it, which NMS does again; skipping it saves a top-k over A x C per image.
+            img_idx, flat = above.nonzero(as_tuple=True)
+            s = scores[img_idx, flat]
+        else:
+            top_scores, top_idx = scores.topk(k, dim=1)
+            keep = top_scores > score_threshold
+            img_idx = torch.arange(B, device=scores.device)[:, None].expand(B, k)[keep]
+            flat, s = top_idx[keep], top_scores[keep]
         anchor_idx, labels = flat // C, flat % C
         boxes = self.box_coder.decode_single(reg[img_idx, anchor_idx], anchors[anchor_idx])
         boxes = clip_boxes_to_image(boxes, image_size)
-        # One NMS call for the whole batch: the group id separates images and classes.
-        kept = batched_nms(boxes, s, img_idx * C + labels, nms_threshold)  # sorted by score, descending
-        img_k = img_idx[kept]
-        order = torch.sort(img_k, stable=True).indices
-        kept, img_k = kept[order], img_k[order]
-        counts = torch.bincount(img_k, minlength=B)
-        starts = torch.cumsum(counts, 0) - counts
-        rank = torch.arange(len(kept), device=kept.device) - starts[img_k]
-        kept = kept[rank < cfg["detections_per_image"]]
-        per_image = torch.bincount(img_idx[kept], minlength=B).tolist()
+        # Candidates come grouped by image (img_idx ascending): one NMS call per image on boxes shifted per
+        # class once for the batch. One call for the whole batch would compare every box with all the
+        # other images' boxes too (NMS is quadratic); per image it is a slice and one call.
+        shifted, s64 = offset_by_group(boxes, labels), s.double()
+        per_image, kept, start = [], [], 0
+        for n in torch.bincount(img_idx, minlength=B).tolist():
+            keep_i = img_idx[:0]
+            if n:  # nms sorts by score, descending (stable: ties keep the candidates' order)
+                keep_i = nms(shifted[start:start + n], s64[start:start + n], nms_threshold)
+                keep_i = keep_i[: cfg["detections_per_image"]] + start
+                kept.append(keep_i)
+            per_image.append(len(keep_i))
+            start += n
+        kept = torch.cat(kept) if kept else img_idx[:0]
         fields = {"boxes": boxes[kept], "scores": s[kept], "labels": labels[kept], "anchor_idx": anchor_idx[kept]}
         split = {name: v.split(per_image) for name, v in fields.items()}
         return [{name: split[name][i] for name in fields} for i in range(B)]
+
+
+def offset_by_group(boxes: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """Boxes [N, 4] (xyxy) shifted by ``group x (coordinate range + 1)``, float64: boxes of different
+    groups never overlap, so one ``nms`` call over them is NMS within each group.
+
+    The coordinate-offset path of torchvision's ``batched_nms``, which takes it on CPU only up to
+    4,000 coordinates (1,000 boxes) and otherwise loops over the groups in Python (one ``nms`` call and
+    one mask over all boxes per group): with image x class groups that loop was most of a scoring
+    pass. In float64 the shift moves no coordinate by more than ~1e-9 px (float32 would round them to
+    ~1e-4 px once the offsets reach a few hundred pixels, enough to move an IoU across the threshold).
+    """
+    b = boxes.double()
+    if len(b) == 0:
+        return b
+    return b + (groups.double() * (b.max() - b.min() + 1))[:, None]
+
+
+def class_aware_nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, iou_threshold: float
+                    ) -> torch.Tensor:
+    """NMS within each group (e.g. class) in one ``nms`` call: indices of ``boxes`` [N, 4] kept, sorted by
+    score, descending; the same as torchvision's ``batched_nms`` (see :func:`offset_by_group`)."""
+    return nms(offset_by_group(boxes, groups), scores.double(), iou_threshold)
 
 
 def build_detector(det_cfg: dict, num_classes: int, extra_branches: dict[str, tuple[int, float]] | None = None
