@@ -15,10 +15,14 @@ from pathlib import Path
 from .io import InputError, write_json
 
 
+THREADS_HELP = ("torch threads (default: params num_threads, else resources.train/score.threads as the pipeline's "
+                "job; 0: torch's default, one per core)")
+
+
 def _params(args):
     from . import params
 
-    return params.load(args.params)
+    return params.load(getattr(args, "params", None))
 
 
 def _dataset(params, coco, images_dir, categories=None):
@@ -34,10 +38,18 @@ def _load(path, params, allow_empty=False):
     return load_coco(path, params["dataset"]["on_box_outside"], allow_empty=allow_empty)
 
 
-def _threads(params, args):
+def _threads(params, args, kind: str = "train") -> None:
+    """Set torch's intra-op threads for a step: params ``num_threads``, else ``--threads``, else the threads the
+    pipeline gives this kind of job (``resources.<kind>.threads``, 1 by default).
+
+    Float sums depend on the thread count, so a step run by hand matches its pipeline job only on the same
+    count; ``--threads 0`` leaves torch's default (one per core).
+    """
     import torch
 
-    n = params["num_threads"] or getattr(args, "threads", 0) or 0
+    n = params.get("num_threads") or getattr(args, "threads", None)
+    if n is None:
+        n = params.get("resources", {}).get(kind, {}).get("threads", 1)
     if n:
         torch.set_num_threads(n)
 
@@ -157,7 +169,7 @@ def cmd_evaluate(args) -> int:
     device = resolve_device(args.device)
     model, ckpt = load_model(args.model, device)
     p = ckpt["params"]
-    _threads(p, args)
+    _threads(p, args, "score")
     test = _load(args.annotations, p)
     ds = _dataset(p, test, args.images, ckpt["categories"])
     with torch.no_grad():
@@ -180,7 +192,7 @@ def cmd_score(args) -> int:
 
     t0 = time.perf_counter()
     p = _params(args)
-    _threads(p, args)
+    _threads(p, args, "score")
     strategy = build_strategy(args.strategy, p)
     pool = _load(args.pool, p)
     labeled = _load(args.labeled, p)
@@ -296,8 +308,9 @@ def cmd_report(args) -> int:
 def cmd_select_images(args) -> int:
     from .hitl.select_images import select_from_folder
 
-    _threads({"num_threads": 0}, args)
-    options = _params(args)["strategies"] if args.params else None
+    p = _params(args)
+    _threads(p, args, "score")
+    options = p["strategies"] if args.params else None
     summary = select_from_folder(args.images, args.labeled, args.model, args.strategy, args.budget, args.out,
                                  seed=args.seed, device=args.device, batch_size=args.batch_size,
                                  strategy_options=options, min_score=args.min_score,
@@ -331,7 +344,7 @@ def cmd_simulate_annotator(args) -> int:
 def cmd_export_selection(args) -> int:
     from .hitl.select_images import export_pipeline_selection
 
-    _threads({"num_threads": 0}, args)
+    _threads(_params(args), args, "score")
     s = export_pipeline_selection(args.selected, args.pool, args.images, args.model, args.labeled, args.out,
                                   args.imported, device=args.device, batch_size=args.batch_size,
                                   min_score=args.min_score, url_prefix=args.image_url_prefix)
@@ -366,8 +379,13 @@ def cmd_paper_tables(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m activedet", description=__doc__,
+    # The docstring's reST markup (double backticks) is for the API docs, not for a terminal.
+    parser = argparse.ArgumentParser(prog="python -m activedet", description=__doc__.replace("``", ""),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    from .strategies import STRATEGIES
+
+    strategy_help = (f"acquisition strategy: {', '.join(sorted(STRATEGIES))}, or a variant named under variants: "
+                     f"in --params")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name, fn, help_):
@@ -406,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--state", default=None, help="resumable training state (default: <out>.resume)")
     sp.add_argument("--summary", default=None, help="write a JSON training summary here")
-    sp.add_argument("--threads", type=int, default=0, help="torch threads (0: params num_threads or torch default)")
+    sp.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
 
     sp = add("train-miaod", cmd_train_miaod, "train an MI-AOD detector on labeled + unlabeled images (one cycle)")
     params_arg(sp)
@@ -418,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--state", default=None, help="resumable training state (default: <out>.resume)")
     sp.add_argument("--summary", default=None, help="write a JSON training summary here")
-    sp.add_argument("--threads", type=int, default=0)
+    sp.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
 
     sp = add("train-ll4al", cmd_train_ll4al,
              "train a detector with LL4AL's loss-prediction module on a labeled COCO JSON (one cycle)")
@@ -430,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--state", default=None, help="resumable training state (default: <out>.resume)")
     sp.add_argument("--summary", default=None, help="write a JSON training summary here")
-    sp.add_argument("--threads", type=int, default=0)
+    sp.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
 
     sp = add("evaluate", cmd_evaluate, "evaluate a checkpoint: VOC mAP@0.5 (11-point and area) and COCO AP")
     sp.add_argument("--model", required=True)
@@ -440,11 +458,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--predictions", default=None, help="also write the detections (COCO results JSON)")
     sp.add_argument("--device", default="auto")
     sp.add_argument("--batch-size", type=int, default=64)
-    sp.add_argument("--threads", type=int, default=0)
+    sp.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
 
     sp = add("score", cmd_score, "score the pool with a strategy (scores.parquet)")
     params_arg(sp)
-    sp.add_argument("--strategy", required=True)
+    sp.add_argument("--strategy", required=True, help=strategy_help)
     sp.add_argument("--model", default=None)
     sp.add_argument("--images", required=True)
     sp.add_argument("--pool", required=True)
@@ -452,11 +470,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True)
     sp.add_argument("--timing", default=None, help="write the scoring seconds as JSON here")
     sp.add_argument("--batch-size", type=int, default=64)
-    sp.add_argument("--threads", type=int, default=0)
+    sp.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
 
     sp = add("select", cmd_select, "pick the next batch from scores.parquet (selected.json)")
     params_arg(sp)
-    sp.add_argument("--strategy", required=True)
+    sp.add_argument("--strategy", required=True, help=strategy_help)
     sp.add_argument("--scores", required=True)
     sp.add_argument("--budget", type=int, required=True)
     sp.add_argument("--seed", type=int, required=True)
@@ -489,7 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     def hitl_export_args(sp):
         sp.add_argument("--device", default="auto")
         sp.add_argument("--batch-size", type=int, default=64)
-        sp.add_argument("--threads", type=int, default=0)
+        sp.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
         sp.add_argument("--min-score", type=float, default=DEFAULT_MIN_SCORE,
                         help="detections below this score are not pre-annotations (Label Studio, CVAT, sheet); "
                              "predictions.json keeps all")
@@ -504,7 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "are relative to it")
     sp.add_argument("--labeled", required=True, help="labeled set (COCO JSON); the folder's other images are scored")
     sp.add_argument("--model", required=True, help="checkpoint trained on the labeled set")
-    sp.add_argument("--strategy", required=True)
+    sp.add_argument("--strategy", required=True, help=strategy_help)
     sp.add_argument("--budget", type=int, required=True, help="images to choose")
     sp.add_argument("--out", required=True, help="output folder (selected.csv, label_studio_tasks.json, "
                                                  "label_studio_config.xml, cvat_annotations.xml, predictions.json, "
