@@ -128,3 +128,126 @@ def test_readme_mentions_graphviz_the_mgral_key_and_the_cpu_wheels():
     assert keys and "mgral" in keys[0]
     assert "https://download.pytorch.org/whl/cpu" in README
     assert re.search(r"torch==2\.14\.1.{0,40}torchvision==0\.29\.1", README)
+
+
+# ------------------------------------------------------------------ 21.2: paper configurations need their weights
+PAPER = ROOT / "configs" / "paper"
+PAPER_CONFIGS = sorted(p.stem for p in PAPER.glob("*.yaml") if not p.stem.startswith(("roots_", "weights")))
+
+
+@pytest.mark.parametrize("name", PAPER_CONFIGS)
+def test_paper_configuration_refuses_to_plan_without_its_imagenet_weights(tmp_path, name):
+    import yaml
+
+    from test_paper_configs import workflow_copy
+
+    d = workflow_copy(tmp_path)
+    weights = yaml.safe_load((PAPER / "weights.yaml").read_text())["imagenet_weights"]
+    arch = yaml.safe_load((PAPER / f"{name}.yaml").read_text())["detector"]["arch"]
+    (d / weights[arch]).unlink()
+    roots = "roots_voc.yaml" if name.startswith("voc") else "roots_coco.yaml"
+    p = run([BIN / "snakemake", "-n", "--configfile", f"configs/paper/{name}.yaml", f"configs/paper/{roots}"], d,
+            check=False)
+    assert p.returncode != 0
+    err = p.stdout + p.stderr
+    assert "configs/paper/weights.yaml" in err and "detector.backbone_weights" in err and weights[arch] in err
+    assert "backbone_weights: random" in err  # how to ask for random initialisation
+
+
+@pytest.mark.parametrize("name", ["voc_ssd", "voc_retinanet"])
+def test_paper_configuration_trains_from_its_weights_or_from_random_init_when_asked(tmp_path, name):
+    import json
+    import shlex
+
+    import yaml
+
+    from test_paper_configs import roots_file, workflow_copy
+
+    d = workflow_copy(tmp_path)
+    roots = roots_file(tmp_path, "voc")
+    arch = yaml.safe_load((PAPER / f"{name}.yaml").read_text())["detector"]["arch"]
+    path = yaml.safe_load((PAPER / "weights.yaml").read_text())["imagenet_weights"][arch]
+
+    def weights_of_training_jobs(*extra):
+        out = run([BIN / "snakemake", "-n", "-p", "--configfile", f"configs/paper/{name}.yaml", str(roots), *extra],
+                  d).stdout
+        found = set()
+        for line in out.splitlines():
+            if " train --params " in line or " train-miaod --params " in line:
+                p = json.loads(shlex.split(line.split(" --params ", 1)[1])[0])
+                found.add(p["detector"]["backbone_weights"])
+        return found
+
+    assert weights_of_training_jobs() == {path}
+    assert weights_of_training_jobs("--config", "detector={backbone_weights: random}") == {None}
+
+
+# ------------------------------------------------------------------ 21.3 / 21.4: own data and human mode apart
+def _readme_block(after: str, lang: str) -> str:
+    """The first ```lang block of the README after the heading ``after``."""
+    text = README.split(after, 1)[1]
+    return text.split(f"```{lang}\n", 1)[1].split("```", 1)[0]
+
+
+def _planned_outputs(stdout: str) -> list[str]:
+    return [p.strip() for line in stdout.splitlines() if line.strip().startswith("output:")
+            for p in line.split(":", 1)[1].split(",")]
+
+
+def _default_experiment(d: Path) -> dict:
+    """Stand-ins for a finished default experiment's files, with their content."""
+    files = {"curves.csv": "strategy,map50\n", "runs/random/seed0/cycle1/model.pt": "weights"}
+    for name, text in files.items():
+        (d / "results" / "default" / name).parent.mkdir(parents=True, exist_ok=True)
+        (d / "results" / "default" / name).write_text(text)
+    return {name: (d / "results" / "default" / name).read_text() for name in files}
+
+
+def test_the_docs_own_data_example_plans_its_own_experiment(tmp_path):
+    import json
+
+    d = workdir(tmp_path, ROOT / "params.yaml")
+    before = _default_experiment(d)
+    example = _readme_block("## Your own data", "yaml")
+    # the example's folders, made real under tmp_path: two images, a pool and a test file, the weights file
+    data = tmp_path / "mydata"
+    (data / "images").mkdir(parents=True)
+    from PIL import Image
+
+    for i in (1, 2):
+        Image.new("RGB", (32, 32)).save(data / "images" / f"{i}.png")
+    coco = {"images": [{"id": i, "file_name": f"{i}.png", "width": 32, "height": 32} for i in (1, 2)],
+            "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [1, 1, 8, 8], "area": 64,
+                             "iscrowd": 0} for i in (1, 2)],
+            "categories": [{"id": 1, "name": "thing"}]}
+    for name in ("pool.json", "test.json"):
+        (data / name).write_text(json.dumps(coco))
+    weights = re.search(r"backbone_weights: (\S+)", example)
+    if weights:
+        (tmp_path / "models").mkdir()
+        (tmp_path / "models" / Path(weights.group(1)).name).write_bytes(b"")
+        example = example.replace(str(Path(weights.group(1)).parent), str(tmp_path / "models"))
+    example = example.replace("/data/mydata", str(data))
+    example += "active: {initial_labeled: 1, budget: 1, cycles: 2}\n"  # two images: the pool-size check passes
+    (d / "mydata.yaml").write_text(example)
+    command = re.search(r"`(snakemake --cores all\s+--configfile mydata\.yaml)`", README).group(1).split()
+    out = run([BIN / "snakemake", *command[1:], "-n"], d).stdout
+    outputs = _planned_outputs(out)
+    assert outputs and not [o for o in outputs if o.startswith("results/default/")]
+    assert all(o.startswith("results/mydata/") for o in outputs if o.startswith("results/")), outputs
+    # left on experiment: default, own data is named after its dataset
+    (d / "mydata.yaml").write_text(re.sub(r"^experiment: .*\n", "", example, flags=re.M))
+    outputs = _planned_outputs(run([BIN / "snakemake", *command[1:], "-n"], d).stdout)
+    assert outputs and all(o.startswith("results/mydata/") for o in outputs if o.startswith("results/"))
+    assert {name: (d / "results" / "default" / name).read_text() for name in before} == before
+
+
+def test_the_docs_human_mode_runs_in_an_experiment_of_its_own(tmp_path):
+    d = workdir(tmp_path, ROOT / "params.yaml")
+    before = _default_experiment(d)
+    assert "--config 'active={oracle: human}'" in README
+    out = run([BIN / "snakemake", "-n", "--config", "active={oracle: human}"], d).stdout
+    outputs = _planned_outputs(out)
+    assert outputs and not [o for o in outputs if o.startswith("results/default/")]
+    assert any("results/default_human/runs/" in o and o.endswith("imported_labels.pending") for o in outputs)
+    assert {name: (d / "results" / "default" / name).read_text() for name in before} == before
