@@ -84,6 +84,7 @@ include: "workflow/rules/active_learning.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/mgral.smk"
 include: "workflow/rules/paper.smk"
+include: "workflow/rules/dvc.smk"
 
 
 # Seconds of work each: on a cluster they run on the submit host instead of as SLURM jobs.
@@ -95,6 +96,7 @@ localrules:
     merge_labels,
     report,
     paper_tables,
+    dvc_outputs,
 
 
 onstart:

@@ -251,3 +251,141 @@ def test_the_docs_human_mode_runs_in_an_experiment_of_its_own(tmp_path):
     assert outputs and not [o for o in outputs if o.startswith("results/default/")]
     assert any("results/default_human/runs/" in o and o.endswith("imported_labels.pending") for o in outputs)
     assert {name: (d / "results" / "default" / name).read_text() for name in before} == before
+
+
+# ------------------------------------------------------------------ 21.8 / 17.5: readable consoles
+def test_logger_plugin_shows_progress_time_left_and_failed_jobs_logs_not_commands(tmp_path):
+    """A real Snakemake run with --logger activedet: one job done, one failing with a log of its own."""
+    (tmp_path / "Snakefile").write_text('''
+rule all:
+    input: "b.txt"
+
+rule a:
+    output: "a.txt"
+    shell: "echo {params.big} > {output}"
+    params: big="'" + "x" * 3000 + "'"
+
+rule b:
+    input: "a.txt"
+    output: "b.txt"
+    log: "logs/b.log"
+    shell: "(echo line one; echo the real reason; exit 3) > {log} 2>&1"
+''')
+    p = run([BIN / "snakemake", "--cores", "1", "--logger", "activedet", "--printshellcmds"], tmp_path, check=False)
+    console = p.stdout + p.stderr
+    assert p.returncode != 0
+    assert "x" * 3000 not in console  # no shell command on the console ...
+    (log,) = (tmp_path / ".snakemake" / "log").glob("*.snakemake.log")
+    assert "x" * 3000 in log.read_text()  # ... but in Snakemake's log file
+    assert re.search(r"\[1/3 steps, 33%, \d+ s elapsed, about \d+ s left\] a", console)
+    assert "error: job b failed; its log: logs/b.log" in console
+    assert "    the real reason" in console  # the failed job's log, not its command
+
+
+def test_progress_line_estimates_the_time_left_from_the_finished_steps():
+    from snakemake_logger_plugin_activedet import format_seconds, progress_line
+
+    assert progress_line(10, 40, 600.0) == "[10/40 steps, 25%, 10 min 00 s elapsed, about 30 min 00 s left]"
+    assert progress_line(40, 40, 7260.0, "report") == "[40/40 steps, 100%, 2 h 01 min elapsed] report"
+    assert format_seconds(59.4) == "59 s"
+
+
+def test_make_reproduce_and_the_slurm_profile_use_the_readable_console():
+    import yaml
+
+    make = (ROOT / "Makefile").read_text()
+    reproduce = make.split("\nreproduce:", 1)[1].split("\n\n", 1)[0]
+    assert "$(SNAKEMAKE_LOG)" in reproduce and re.search(r"SNAKEMAKE_LOG := --logger activedet", make)
+    profile = yaml.safe_load((ROOT / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
+    assert profile["logger"] == ["activedet"]
+
+
+def test_paper_dry_run_prints_a_summary_of_the_plan(tmp_path):
+    """voc_mgral plans thousands of jobs: the profile's dry run prints the job counts, not every job."""
+    from test_paper_configs import roots_file, workflow_copy
+
+    d = workflow_copy(tmp_path)
+    roots = roots_file(tmp_path, "voc")
+    p = run([BIN / "snakemake", "-n", "--workflow-profile", "workflow/profiles/slurm", "--configfile",
+             "configs/paper/voc_mgral.yaml", str(roots)], d)
+    console = p.stdout + p.stderr
+    counts = job_counts(console)
+    assert counts["build_lookup_table"] == 200 * 9 * 5 and counts["total"] > 9000
+    assert len(console.splitlines()) < 60
+
+
+def test_dvc_metrics_are_one_alc_per_strategy(tmp_path):
+    """`dvc metrics show` prints one column per flattened key: 8 strategies x 3 keys made rows 531 characters
+    wide; each strategy's ALC alone keeps them narrow (the full table is summary.csv)."""
+    import json
+
+    import yaml
+
+    strategies = yaml.safe_load((ROOT / "params.yaml").read_text())["active"]["strategies"]
+    exp = tmp_path / "exp"
+    for i, s in enumerate(strategies):
+        for c in range(2):
+            d = exp / "runs" / s / "seed0" / f"cycle{c}"
+            d.mkdir(parents=True)
+            (d / "metrics.json").write_text(json.dumps({"n_labeled": 10 * (c + 1), "map50": 0.1 * c + 0.01 * i,
+                                                        "map50_area": 0.0, "coco_ap": 0.0, "coco_ap50": 0.0}))
+    pool = tmp_path / "pool.json"
+    pool.write_text(json.dumps({"images": [{"id": i, "file_name": f"{i}.png", "width": 8, "height": 8}
+                                           for i in range(1, 101)], "annotations": [],
+                                "categories": [{"id": 1, "name": "a"}]}))
+    params = {"active": {"strategies": strategies, "seeds": [0], "cycles": 2, "initial_labeled": 10, "budget": 10}}
+    assert cli.main(["report", "--params", json.dumps(params), "--experiment-dir", str(exp), "--pool", str(pool),
+                     "--metrics", str(tmp_path / "metrics.json")]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics == {s: {"alc": pytest.approx(0.05 + 0.01 * i)} for i, s in enumerate(strategies)}
+    columns = [f"{s}.alc" for s in metrics]
+    assert len("results/dvc/metrics.json") + sum(len(c) + 2 for c in columns) < 160
+
+
+# ------------------------------------------------------------------ 21.5: DVC experiments apart
+def _dvc_exp_folders(d: Path, **env) -> set[str]:
+    import subprocess
+
+    from test_pipeline import env as base_env
+
+    e = {**base_env(), "DVC_EXP_NAME": "some-exp", **env}  # what `dvc exp run` sets for its stages
+    p = subprocess.run([BIN / "snakemake", "-n", "--forceall"], cwd=d, env=e, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+    out = p.stdout
+    return {o.split("/")[1] for o in _planned_outputs(out) if o.startswith("results/") and "/dvc/" not in o}
+
+
+def test_dvc_experiments_with_different_params_never_share_a_results_folder(tmp_path):
+    import yaml
+
+    d = workdir(tmp_path, ROOT / "params.yaml", extra={"active.cycles": 2})
+    before = _default_experiment(d)
+    first = _dvc_exp_folders(d)
+    assert len(first) == 1 and first != {"default"} and next(iter(first)).startswith("default-")
+    assert _dvc_exp_folders(d, DVC_EXP_NAME="another-name") == first  # same params: same folder (resumes)
+    p = yaml.safe_load((d / "params.yaml").read_text())
+    p["active"]["budget"] = 50  # what `dvc exp run -S active.budget=50` writes into params.yaml
+    (d / "params.yaml").write_text(yaml.safe_dump(p))
+    second = _dvc_exp_folders(d)
+    assert len(second) == 1 and second != first and "default" not in second
+    assert {name: (d / "results" / "default" / name).read_text() for name in before} == before
+    # DVC tracks fixed paths, filled from whichever folder the run wrote
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["active_learning"]
+    tracked = [next(iter(o)) for kind in ("outs", "metrics", "plots") for o in stage.get(kind, [])]
+    assert tracked and all(t.startswith("${output_dir}/dvc/") for t in tracked)
+    assert "dvc_outputs" in stage["cmd"]
+
+
+def test_the_docs_dvc_examples_give_their_job_counts(tmp_path):
+    """The README's cheap DVC example and the expensive one say how many jobs they plan; a dry run agrees."""
+    cheap = re.search(r"dvc exp run -S active\.cycles=2 -S 'active\.strategies=\[random,entropy\]'\s+# a cheap "
+                      r"experiment: (\d+) jobs", README)
+    costly = re.search(r"-S active\.budget=50\s+-S 'active\.seeds=\[0,1,2\]'` is (\d+) jobs", README)
+    assert cheap and costly
+    d = workdir(tmp_path, ROOT / "params.yaml")
+    for values, expected in (("active: {cycles: 2, strategies: [random, entropy]}", cheap.group(1)),
+                             ("active: {budget: 50, seeds: [0, 1, 2]}", costly.group(1))):
+        (d / "values.yaml").write_text(values + "\n")
+        counts = job_counts(run([BIN / "snakemake", "-n", "--quiet", "rules", "--configfile", "values.yaml"],
+                                d).stdout)
+        assert counts["total"] == int(expected), values
