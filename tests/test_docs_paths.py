@@ -269,12 +269,13 @@ rule b:
     input: "a.txt"
     output: "b.txt"
     log: "logs/b.log"
-    shell: "(echo line one; echo the real reason; exit 3) > {log} 2>&1"
+    params: big="'" + "y" * 3000 + "'"
+    shell: "(echo line one; echo the real reason; exit 3) > {log} 2>&1; echo {params.big} > /dev/null"
 ''')
     p = run([BIN / "snakemake", "--cores", "1", "--logger", "activedet", "--printshellcmds"], tmp_path, check=False)
     console = p.stdout + p.stderr
     assert p.returncode != 0
-    assert "x" * 3000 not in console  # no shell command on the console ...
+    assert "x" * 300 not in console and "y" * 300 not in console  # no shell command on the console ...
     (log,) = (tmp_path / ".snakemake" / "log").glob("*.snakemake.log")
     assert "x" * 3000 in log.read_text()  # ... but in Snakemake's log file
     assert re.search(r"\[1/3 steps, 33%, \d+ s elapsed, about \d+ s left\] a", console)

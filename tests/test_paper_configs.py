@@ -160,8 +160,9 @@ def test_voc_pool_smaller_than_the_plan_is_refused(tmp_path):
 def test_slurm_profile_dry_run_requests_a_gpu_for_training_jobs(tmp_path):
     d = workflow_copy(tmp_path)
     roots = roots_file(tmp_path, "voc")
-    out = run([BIN / "snakemake", "-n", "--workflow-profile", "workflow/profiles/slurm",
-               "--configfile", "configs/paper/voc_retinanet.yaml", str(roots)], d).stdout
+    out = run([BIN / "snakemake", "-n", "--workflow-profile", "workflow/profiles/slurm", "--logger-activedet-jobs",
+               "--configfile", "configs/paper/voc_retinanet.yaml", str(roots)], d)
+    out = out.stdout + out.stderr  # the profile's console (logger activedet) prints every job with that option
     plan = jobs(out)
     by_rule = {}
     for j in plan:

@@ -29,6 +29,7 @@ from snakemake_interface_logger_plugins.common import LogEvent
 from snakemake_interface_logger_plugins.settings import LogHandlerSettingsBase
 
 LOG_TAIL_LINES = 15
+MAX_LINE = 300
 # Snakemake's informational chatter that a person following a run does not need (it stays in the log file).
 CHATTER = ("Building DAG of jobs", "Using shell:", "Provided cores:", "Provided resources:", "Rules claiming more",
            "Select jobs to execute", "Execute ", "Job stats:", "Assuming unrestricted shared filesystem",
@@ -62,6 +63,11 @@ def progress_line(done: int, total: int, elapsed: float, job: Optional[str] = No
     left = "" if not done or done >= total else f", about {format_seconds(elapsed / done * (total - done))} left"
     head = f"[{done}/{total} steps, {pct:.0f}%, {format_seconds(elapsed)} elapsed{left}]"
     return f"{head} {job}" if job else head
+
+
+def shorten(line: str, limit: int = MAX_LINE) -> str:
+    """A console line of at most ``limit`` characters (error messages quote whole shell commands)."""
+    return line if len(line) <= limit else f"{line[:limit]} ... (cut; the whole line is in .snakemake/log/)"
 
 
 def log_tail(path: str, n: int = LOG_TAIL_LINES) -> list[str]:
@@ -123,7 +129,9 @@ class LogHandler(LogHandlerBase):
         event = getattr(record, "event", None)
         if record.levelno < logging.INFO and event is None:
             return
-        if event == LogEvent.SHELLCMD:
+        if event in (LogEvent.SHELLCMD, LogEvent.GROUP_INFO):  # printed only in full (--logger-activedet-jobs)
+            if self.full and (event == LogEvent.GROUP_INFO or self.common_settings.printshellcmds):
+                self._print(self.default.format(record))
             return
         if event == LogEvent.JOB_INFO:
             self.jobs[record.jobid] = _job_name(record.rule_name, record.wildcards)
@@ -146,7 +154,7 @@ class LogHandler(LogHandlerBase):
             for path in record.aux_logs:
                 self._print(f"  log: {path}")
             return
-        if event in (LogEvent.GROUP_INFO, LogEvent.RESOURCES_INFO, LogEvent.DEBUG_DAG, LogEvent.RULEGRAPH,
+        if event in (LogEvent.RESOURCES_INFO, LogEvent.DEBUG_DAG, LogEvent.RULEGRAPH,
                      LogEvent.WORKFLOW_STARTED):
             return
         if event == LogEvent.RUN_INFO:  # the job-count table: the plan in a few lines
@@ -155,7 +163,7 @@ class LogHandler(LogHandlerBase):
         msg = record.getMessage()
         if record.levelno == logging.INFO and msg.lstrip().startswith(CHATTER):
             return
-        self._print(msg)
+        self._print("\n".join(shorten(line) for line in msg.splitlines()))
 
     def _job_error(self, rule: str, wildcards: dict, jobid, logs) -> None:
         name = self.jobs.get(jobid) or _job_name(rule, wildcards)
