@@ -262,8 +262,8 @@ rule all:
 
 rule a:
     output: "a.txt"
-    shell: "echo {params.big} > {output}"
     params: big="'" + "x" * 3000 + "'"
+    shell: "echo {params.big} > {output}"
 
 rule b:
     input: "a.txt"
@@ -275,7 +275,8 @@ rule b:
     p = run([BIN / "snakemake", "--cores", "1", "--logger", "activedet", "--printshellcmds"], tmp_path, check=False)
     console = p.stdout + p.stderr
     assert p.returncode != 0
-    assert "x" * 300 not in console and "y" * 300 not in console  # no shell command on the console ...
+    assert "x" * 300 not in console  # no shell command on the console (an error quoting one is cut) ...
+    assert max(len(line) for line in console.splitlines()) < 400
     (log,) = (tmp_path / ".snakemake" / "log").glob("*.snakemake.log")
     assert "x" * 3000 in log.read_text()  # ... but in Snakemake's log file
     assert re.search(r"\[1/3 steps, 33%, \d+ s elapsed, about \d+ s left\] a", console)
