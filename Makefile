@@ -18,12 +18,16 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
+# The console shows progress, time left, where results go and failed jobs' logs (--logger activedet:
+# src/snakemake_logger_plugin_activedet); the full shell commands go to .snakemake/log/ (--printshellcmds).
+SNAKEMAKE_LOG := --logger activedet --printshellcmds
+
 reproduce: setup
-	$(BIN)/snakemake --cores $(CORES) --printshellcmds
+	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_LOG)
 
 # The papers' figures and tables of the experiment (runs it first if needed): results/<experiment>/paper/
 paper: setup
-	$(BIN)/snakemake --cores $(CORES) --printshellcmds paper
+	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_LOG) paper
 
 test: setup
 	$(BIN)/python -m pytest -q

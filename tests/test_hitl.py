@@ -488,13 +488,13 @@ def test_pipeline_human_mode_merge_waits_for_imported_labels(tmp_path):
     assert all("waits for labels from people" in b and "annotation/README.txt" in b for b in awaiting)
 
     # once import-labels has written a cycle's labels, that merge reads them and nothing awaits them
-    cycle0 = d / "results" / "tiny" / "runs" / "random" / "seed0" / "cycle0"
+    cycle0 = d / "results" / "tiny_human" / "runs" / "random" / "seed0" / "cycle0"  # human mode: an experiment apart
     cycle0.mkdir(parents=True)
     (cycle0 / "imported_labels.json").write_text("{}")
     out = run([BIN / "snakemake", "-n", "-p"], d).stdout
     assert job_counts(out)["await_imported_labels"] == 3
     (merge0,) = [b for b in _rule_blocks(out, "merge_labels")
-                 if b.split("output: ")[1].startswith("results/tiny/runs/random/seed0/cycle0/")]
+                 if b.split("output: ")[1].startswith("results/tiny_human/runs/random/seed0/cycle0/")]
     assert "random/seed0/cycle0/imported_labels.json" in merge0.split("input: ")[1].splitlines()[0]
 
     # the oracle mode has neither the export nor the waiting

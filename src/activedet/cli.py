@@ -15,11 +15,15 @@ from pathlib import Path
 from .io import InputError, write_json
 
 
+THREADS_HELP = ("torch threads (default: params num_threads, else resources.train/score.threads as the pipeline's "
+                "job; 0: torch's default, one per core)")
+
+
 def _params(args):
     from . import params
     from .data.images import configure
 
-    p = params.load(args.params)
+    p = params.load(getattr(args, "params", None))
     if getattr(args, "backbone_weights", None):  # the pipeline's pretrained backbone file
         p["detector"]["backbone_weights"] = args.backbone_weights
     configure(p["dataset"])  # the pixel limit and high-bit scaling of every image this step reads
@@ -56,10 +60,18 @@ def _load(path, params, allow_empty=False):
     return load_coco(path, params["dataset"]["on_box_outside"], allow_empty=allow_empty)
 
 
-def _threads(params, args):
+def _threads(params, args, kind: str = "train") -> None:
+    """Set torch's intra-op threads for a step: params ``num_threads``, else ``--threads``, else the threads the
+    pipeline gives this kind of job (``resources.<kind>.threads``, 1 by default).
+
+    Float sums depend on the thread count, so a step run by hand matches its pipeline job only on the same
+    count; ``--threads 0`` leaves torch's default (one per core).
+    """
     import torch
 
-    n = params["num_threads"] or getattr(args, "threads", 0) or 0
+    n = params.get("num_threads") or getattr(args, "threads", None)
+    if n is None:
+        n = params.get("resources", {}).get(kind, {}).get("threads", 1)
     if n:
         torch.set_num_threads(n)
 
@@ -217,7 +229,7 @@ def cmd_evaluate(args) -> int:
     device = resolve_device(args.device)
     model, ckpt = load_model(args.model, device)
     p = ckpt["params"]
-    _threads(p, args)
+    _threads(p, args, "score")
     configure_images(p["dataset"])  # read the test images as the model's training images were read
     test = _load(args.annotations, p)
     ds = _dataset(p, test, args.images, ckpt["categories"])
@@ -241,7 +253,7 @@ def cmd_score(args) -> int:
 
     t0 = time.perf_counter()
     p = _params(args)
-    _threads(p, args)
+    _threads(p, args, "score")
     strategy = build_strategy(args.strategy, p)
     pool = _load(args.pool, p)
     labeled = _load(args.labeled, p)
@@ -342,11 +354,8 @@ def cmd_report(args) -> int:
     out = write_report(args.experiment_dir, a["strategies"], a["seeds"], a["cycles"], len(pool.images),
                        args.out_dir)
     summary = out["summary"]
-    if args.metrics:
-        last = a["cycles"] - 1
-        write_json(args.metrics, {row["strategy"]: {"alc": row["alc_mean"], "final_map50": row[f"map50_c{last}_mean"],
-                                                    "alc_diff_vs_random": row["alc_diff_vs_random"]}
-                                  for row in summary.to_dict("records")})
+    if args.metrics:  # one number per strategy, so that `dvc metrics show` stays narrow; the rest: summary.csv
+        write_json(args.metrics, {row["strategy"]: {"alc": row["alc_mean"]} for row in summary.to_dict("records")})
     with __import__("pandas").option_context("display.width", 200, "display.max_columns", 12):
         print(summary[["strategy", "n_seeds", "alc_mean", "alc_std", "alc_diff_vs_random",
                        "alc_diff_ci95_low", "alc_diff_ci95_high"]].to_string(index=False))
@@ -357,12 +366,13 @@ def cmd_report(args) -> int:
 def cmd_select_images(args) -> int:
     from .hitl.select_images import select_from_folder
 
-    _threads({"num_threads": 0}, args)
-    p = _params(args) if args.params else None
+    p = _params(args)
+    _threads(p, args, "score")
+    given = p if args.params else None
     summary = select_from_folder(args.images, args.labeled, args.model, args.strategy, args.budget, args.out,
                                  seed=args.seed, device=args.device, batch_size=args.batch_size,
-                                 strategy_options=p["strategies"] if p else None,
-                                 image_options=p["dataset"] if p else None, min_score=args.min_score,
+                                 strategy_options=given["strategies"] if given else None,
+                                 image_options=given["dataset"] if given else None, min_score=args.min_score,
                                  url_prefix=args.image_url_prefix)
     print(f"{args.out}: {summary['selected']} of {summary['unlabeled']} unlabeled images chosen by {args.strategy} "
           f"(selected.csv, selected.png, Label Studio and CVAT files); annotate them, then run:\n"
@@ -394,7 +404,7 @@ def cmd_simulate_annotator(args) -> int:
 def cmd_export_selection(args) -> int:
     from .hitl.select_images import export_pipeline_selection
 
-    _threads({"num_threads": 0}, args)
+    _threads(_params(args), args, "score")
     s = export_pipeline_selection(args.selected, args.pool, args.images, args.model, args.labeled, args.out,
                                   args.imported, device=args.device, batch_size=args.batch_size,
                                   min_score=args.min_score, url_prefix=args.image_url_prefix)
@@ -429,8 +439,13 @@ def cmd_paper_tables(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m activedet", description=__doc__,
+    # The docstring's reST markup (double backticks) is for the API docs, not for a terminal.
+    parser = argparse.ArgumentParser(prog="python -m activedet", description=__doc__.replace("``", ""),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    from .strategies import STRATEGIES
+
+    strategy_help = (f"acquisition strategy: {', '.join(sorted(STRATEGIES))}, or a variant named under variants: "
+                     f"in --params")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name, fn, help_):
@@ -452,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="backbone file to write (stem, stages and FPN weights)")
     sp.add_argument("--detector", required=True, help="checkpoint of the whole letter detector to write")
     sp.add_argument("--summary", default=None, help="write a JSON training summary here")
-    sp.add_argument("--threads", type=int, default=0, help="torch threads (0: params num_threads or torch default)")
+    sp.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
 
     sp = add("init-split", cmd_init_split, "draw the initial labeled set from the pool")
     params_arg(sp)
@@ -493,7 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--backbone-weights", default=None,
                     help="pretrained backbone file (overrides detector.backbone_weights; the pipeline passes its "
                          "pretrain_backbone output)")
-    sp.add_argument("--threads", type=int, default=0, help="torch threads (0: params num_threads or torch default)")
+    sp.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
 
     sp = add("train-miaod", cmd_train_miaod, "train an MI-AOD detector on labeled + unlabeled images (one cycle)")
     params_arg(sp)
@@ -508,7 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--backbone-weights", default=None,
                     help="pretrained backbone file (overrides detector.backbone_weights; the pipeline passes its "
                          "pretrain_backbone output)")
-    sp.add_argument("--threads", type=int, default=0)
+    sp.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
 
     sp = add("train-ll4al", cmd_train_ll4al,
              "train a detector with LL4AL's loss-prediction module on a labeled COCO JSON (one cycle)")
@@ -523,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--backbone-weights", default=None,
                     help="pretrained backbone file (overrides detector.backbone_weights; the pipeline passes its "
                          "pretrain_backbone output)")
-    sp.add_argument("--threads", type=int, default=0)
+    sp.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
 
     sp = add("evaluate", cmd_evaluate, "evaluate a checkpoint: VOC mAP@0.5 (11-point and area) and COCO AP")
     sp.add_argument("--model", required=True)
@@ -533,11 +548,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--predictions", default=None, help="also write the detections (COCO results JSON)")
     sp.add_argument("--device", default="auto")
     sp.add_argument("--batch-size", type=int, default=64)
-    sp.add_argument("--threads", type=int, default=0)
+    sp.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
 
     sp = add("score", cmd_score, "score the pool with a strategy (scores.parquet)")
     params_arg(sp)
-    sp.add_argument("--strategy", required=True)
+    sp.add_argument("--strategy", required=True, help=strategy_help)
     sp.add_argument("--model", default=None)
     sp.add_argument("--images", required=True)
     sp.add_argument("--pool", required=True)
@@ -545,11 +560,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True)
     sp.add_argument("--timing", default=None, help="write the scoring seconds as JSON here")
     sp.add_argument("--batch-size", type=int, default=64)
-    sp.add_argument("--threads", type=int, default=0)
+    sp.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
 
     sp = add("select", cmd_select, "pick the next batch from scores.parquet (selected.json)")
     params_arg(sp)
-    sp.add_argument("--strategy", required=True)
+    sp.add_argument("--strategy", required=True, help=strategy_help)
     sp.add_argument("--scores", required=True)
     sp.add_argument("--budget", type=int, required=True)
     sp.add_argument("--seed", type=int, required=True)
@@ -574,7 +589,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--experiment-dir", required=True, help="results/<experiment>")
     sp.add_argument("--pool", required=True, help="COCO JSON of the pool (for labeled fractions)")
     sp.add_argument("--out-dir", default=None, help="where curves.csv etc. go (default: the experiment dir)")
-    sp.add_argument("--metrics", default=None, help="also write a small DVC metrics JSON here")
+    sp.add_argument("--metrics", default=None, help="also write each strategy's ALC here (a narrow metrics JSON for "
+                                                    "dvc metrics show; the full table is summary.csv)")
     # human in the loop: choose images of your own, export them for annotation, import the labels
     from .hitl.boxes import DEFAULT_MIN_SCORE
     from .hitl.label_studio import DEFAULT_URL_PREFIX
@@ -582,7 +598,7 @@ def build_parser() -> argparse.ArgumentParser:
     def hitl_export_args(sp):
         sp.add_argument("--device", default="auto")
         sp.add_argument("--batch-size", type=int, default=64)
-        sp.add_argument("--threads", type=int, default=0)
+        sp.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
         sp.add_argument("--min-score", type=float, default=DEFAULT_MIN_SCORE,
                         help="detections below this score are not pre-annotations (Label Studio, CVAT, sheet); "
                              "predictions.json keeps all")
@@ -597,7 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "are relative to it")
     sp.add_argument("--labeled", required=True, help="labeled set (COCO JSON); the folder's other images are scored")
     sp.add_argument("--model", required=True, help="checkpoint trained on the labeled set")
-    sp.add_argument("--strategy", required=True)
+    sp.add_argument("--strategy", required=True, help=strategy_help)
     sp.add_argument("--budget", type=int, required=True, help="images to choose")
     sp.add_argument("--out", required=True, help="output folder (selected.csv, label_studio_tasks.json, "
                                                  "label_studio_config.xml, cvat_annotations.xml, predictions.json, "

@@ -73,6 +73,11 @@ def validate(params: dict, source: str = "params") -> dict:
 
 def _check_consistency(p: dict, source: str) -> None:
     det = p["detector"]
+    if det["backbone_weights"] == "random":  # random initialisation asked for by name (paper configurations)
+        det["backbone_weights"] = None
+    elif det["backbone_weights"] == "imagenet":
+        raise InputError(f"{source}: detector.backbone_weights: imagenet stands for the file named in "
+                         f"configs/paper/weights.yaml, which only the pipeline reads; give the weights file's path")
     if det["bg_iou_threshold"] > det["fg_iou_threshold"]:
         raise InputError(f"{source}: detector.bg_iou_threshold ({det['bg_iou_threshold']}) must not exceed "
                          f"detector.fg_iou_threshold ({det['fg_iou_threshold']})")

@@ -30,6 +30,12 @@ FORMATS = ("label_studio", "cvat", "coco")
 TOLERANCE_PX = 0.01  # tools store percentages and 2-decimal pixels: this much past an edge is rounding, not an error
 SIZE_TOLERANCE_PX = 0.5
 MAX_REPORTED = 25
+def _listed(problems: list[str]) -> str:
+    """The first MAX_REPORTED problems, one a line, and how many more there are."""
+    more = f"\n  ... and {len(problems) - MAX_REPORTED} more" if len(problems) > MAX_REPORTED else ""
+    return "\n  ".join(problems[:MAX_REPORTED]) + more
+
+
 _UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-(.+)$")  # Label Studio renames uploaded files to "<8 hex>-<name>"
 
 
@@ -247,9 +253,7 @@ def labels_for_selection(annotated: list[AnnotatedImage], selection: list[Select
             problems.append(f"{export_path}: image {s.image} (rank {s.rank} of {selected_path}) is missing "
                             f"from the export (not annotated yet?)")
     if problems:
-        more = f"\n  ... and {len(problems) - MAX_REPORTED} more" if len(problems) > MAX_REPORTED else ""
-        raise InputError(f"{export_path}: {len(problems)} problem(s); nothing was imported:\n  "
-                         + "\n  ".join(problems[:MAX_REPORTED]) + more)
+        raise InputError(f"{export_path}: {len(problems)} problem(s); nothing was imported:\n  " + _listed(problems))
     images, annotations = [], []
     for s in sorted(selection, key=lambda s: s.image_id):
         images.append({"id": s.image_id, "file_name": s.image, "width": s.width, "height": s.height})
@@ -284,7 +288,7 @@ def _check_not_labeled(labeled: CocoData, selection: list[SelectedImage], labele
                             f"changed since the selection was made; select again")
     if problems:
         raise InputError(f"{labeled_path}: {len(problems)} selected image(s) cannot be added; nothing was imported:\n  "
-                         + "\n  ".join(problems[:MAX_REPORTED]))
+                         + _listed(problems))
 
 
 def merge_into_labeled_file(labeled_path: str | Path, raw: dict, imported: CocoData) -> Path:

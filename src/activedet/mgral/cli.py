@@ -101,6 +101,8 @@ def cmd_mgral_compute(args) -> int:
 def add_commands(add, params_arg) -> None:
     """Add MGRAL's steps to the ``python -m activedet`` parser (``add(name, fn, help)`` makes a subparser)."""
 
+    from ..cli import THREADS_HELP
+
     def cycle_inputs(sp, with_model=True):
         params_arg(sp)
         sp.add_argument("--strategy", default="mgral", help="mgral or a variant of it (params: variants)")
@@ -111,7 +113,7 @@ def add_commands(add, params_arg) -> None:
         sp.add_argument("--pool", required=True, help="COCO JSON of the pool (candidates enter without their labels)")
         sp.add_argument("--budget", type=int, required=True, help="images per batch (active.budget)")
         sp.add_argument("--seed", type=int, default=0)
-        sp.add_argument("--threads", type=int, default=0)
+        sp.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
 
     sp = add("lookup-record", cmd_lookup_record,
              "MGRAL: one lookup-table record - a random candidate batch and its semi-supervised proxy mAP")
