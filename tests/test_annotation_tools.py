@@ -41,7 +41,7 @@ pytestmark = pytest.mark.slow
 def tool_python(name: str) -> Path:
     """The interpreter of a tool's own venv, installed by .ci/tools-install when missing."""
     python = TOOLS / name / "bin" / "python"
-    if not python.is_file():
+    if not (python.is_file() and (python.parents[1] / ".installed").is_file()):  # a complete install has its stamp
         p = subprocess.run([str(ROOT / ".ci" / "tools-install"), name], capture_output=True, text=True, timeout=900)
         if p.returncode != 0:
             pytest.fail(f".ci/tools-install {name} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")

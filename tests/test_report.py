@@ -227,7 +227,7 @@ def _tool_python(name: str) -> Path:
     tools = Path(os.environ.get("ACTIVEDET_TOOLS") or Path(os.environ.get("XDG_CACHE_HOME")
                                                            or Path.home() / ".cache") / "activedet-tools")
     python = tools / name / "bin" / "python"
-    if not python.is_file():
+    if not (python.is_file() and (python.parents[1] / ".installed").is_file()):  # a complete install has its stamp
         p = subprocess.run([str(ROOT / ".ci" / "tools-install"), name], capture_output=True, text=True, timeout=900)
         assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     return python
