@@ -260,13 +260,13 @@ def test_dvc_plot_draws_one_line_per_strategy(tmp_path):
     assert len(plots) == 1
     ((path, options),) = plots[0].items()
     path = path.replace("${output_dir}", "results").replace("${experiment}", "default")
-    (repo / "dvc.yaml").write_text(yaml.safe_dump({"plots": [{path: options}]}))
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"report": {"cmd": "true", "plots": [{path: options}]}}}))
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     for cmd in (["git", "init", "-q"], [str(BIN / "dvc"), "init", "-q"]):
         subprocess.run(cmd, cwd=repo, check=True, env=env)
     p = subprocess.run([str(BIN / "dvc"), "plots", "show", "--json"], cwd=repo, capture_output=True, text=True, env=env)
     assert p.returncode == 0, p.stderr
-    (entry,) = json.loads(p.stdout)[path]
+    (entry,) = json.loads(p.stdout)["data"][path]
     spec = entry["content"]
     assert spec["encoding"]["color"]["field"] == "strategy"
     values = pd.DataFrame(spec["data"]["values"])
