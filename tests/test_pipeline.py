@@ -214,7 +214,8 @@ def open_report_figure(report: Path, figure: str, tmp_path: Path) -> tuple[str, 
     probe = tmp_path / f"probe_{figure}.html"
     html = report.read_text(encoding="utf-8")
     assert "</body>" in html
-    probe.write_text(html.replace("</body>", PROBE.replace("__FIGURE__", figure) + "</body>"), encoding="utf-8")
+    head, tail = html.rsplit("</body>", 1)  # the page's own end (the embedded scripts hold "</body>" strings too)
+    probe.write_text(head + PROBE.replace("__FIGURE__", figure) + "</body>" + tail, encoding="utf-8")
     results = []
     for mode in ("--dump-dom", f"--screenshot={tmp_path / 'shot.png'}"):
         p = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tempfile.mkdtemp(dir=tmp_path)}", mode,
