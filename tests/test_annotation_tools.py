@@ -142,7 +142,8 @@ def test_label_studio_server_round_trip_gives_the_ground_truth(sel, tmp_path):
     env = {**os.environ, "LABEL_STUDIO_BASE_DATA_DIR": str(data), "DJANGO_DB": "sqlite",
            "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
            "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(sel.images), "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
-           "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true", "SENTRY_DSN": "", "FRONTEND_SENTRY_DSN": ""}
+           "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true", "SENTRY_DSN": "", "FRONTEND_SENTRY_DSN": "",
+           "LATEST_VERSION_CHECK": "false"}  # no call to pypi.org
     env.pop("PYTHONPATH", None)  # the server runs on its own packages only
     log = open(tmp_path / "label-studio.log", "w")
     server = subprocess.Popen([str(python.parent / "label-studio"), "start", "--no-browser", "--internal-host",
@@ -151,7 +152,7 @@ def test_label_studio_server_round_trip_gives_the_ground_truth(sel, tmp_path):
                               env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 300
+        deadline = time.time() + 600  # the first start migrates the SQLite database (about a minute)
         while True:
             assert server.poll() is None, (tmp_path / "label-studio.log").read_text()[-4000:]
             try:
@@ -160,7 +161,7 @@ def test_label_studio_server_round_trip_gives_the_ground_truth(sel, tmp_path):
                         break
             except OSError:
                 pass
-            assert time.time() < deadline, "Label Studio did not answer in 300 s:\n" + \
+            assert time.time() < deadline, "Label Studio did not answer in 600 s:\n" + \
                 (tmp_path / "label-studio.log").read_text()[-4000:]
             time.sleep(2)
         answers = {s.image: [label_studio.region(b, s.width, s.height, f"t{s.rank}-{k}")
