@@ -122,8 +122,10 @@ client = LabelStudio(base_url=a["url"], api_key=a["token"])
 project = client.projects.create(title="activedet round trip", label_config=open(a["config"]).read())
 tasks = json.load(open(a["tasks"]))
 client.projects.import_tasks(project.id, request=tasks)
-done = 0
+done, predicted = 0, {}
 for t in client.tasks.list(project=project.id):
+    # the pre-annotations as Label Studio stored them
+    predicted[t.data["file_name"]] = [len(p.result) for p in client.predictions.list(task=t.id)]
     answer = a["answers"][t.data["file_name"]]
     # an annotator submits the boxes (the pre-annotations corrected to the truth) after lead_time seconds
     client.annotations.create(id=t.id, result=answer, lead_time=a["lead_time"], was_cancelled=False)
@@ -131,7 +133,7 @@ for t in client.tasks.list(project=project.id):
 with open(a["out"], "wb") as f:
     for chunk in client.projects.exports.download_sync(project.id, export_type="JSON", download_all_tasks=True):
         f.write(chunk)
-print(json.dumps({"project": project.id, "annotated": done}))
+print(json.dumps({"project": project.id, "annotated": done, "predicted": predicted}))
 '''
 
 
@@ -176,7 +178,8 @@ def test_label_studio_server_round_trip_gives_the_ground_truth(sel, tmp_path):
         p = subprocess.run([str(python), str(script), str(args)], capture_output=True, text=True, timeout=300,
                            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
         assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-        assert json.loads(p.stdout.strip().splitlines()[-1])["annotated"] == N_SELECTED
+        answer = json.loads(p.stdout.strip().splitlines()[-1])
+        assert answer["annotated"] == N_SELECTED
     finally:
         os.killpg(server.pid, signal.SIGTERM)  # the server and the workers it started, by its PID
         try:
@@ -189,11 +192,11 @@ def test_label_studio_server_round_trip_gives_the_ground_truth(sel, tmp_path):
 
     tasks = json.loads(export.read_text())
     assert len(tasks) == N_SELECTED
-    # our pre-annotations went in through the API and come back with the task
-    ours = {t["data"]["file_name"]: t["predictions"][0]["result"] for t in json.loads(sel.files["label_studio_tasks.json"].read_text())}
+    # our pre-annotations went in through the API: one prediction per task with every box
+    ours = {t["data"]["file_name"]: [len(t["predictions"][0]["result"])]
+            for t in json.loads(sel.files["label_studio_tasks.json"].read_text())}
+    assert answer["predicted"] == ours
     for t in tasks:
-        assert len(t["predictions"]) == 1
-        assert len(t["predictions"][0]["result"]) == len(ours[t["data"]["file_name"]])
         assert t["annotations"][0]["lead_time"] == pytest.approx(LEAD_TIME)
     merged, imported = sel.import_labels(export, tmp_path)
     assert merged == sel.oracle()
