@@ -238,6 +238,9 @@ def test_datumaro_reads_our_cvat_xml_with_every_box(sel, tmp_path):
     folder = tmp_path / "cvat"
     folder.mkdir()
     shutil.copy(sel.files["cvat_annotations.xml"], folder / "annotations.xml")
+    for s in sel.selection:  # Datumaro reads a CVAT task archive: annotations.xml beside images/<name>
+        (folder / "images" / s.image).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(sel.images / s.image, folder / "images" / s.image)
     script = tmp_path / "read.py"
     script.write_text(DM_READ)
     p = subprocess.run([str(python), str(script), str(folder)], capture_output=True, text=True, timeout=300)
