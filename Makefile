@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= all
 
-.PHONY: setup reproduce test test-fast bench dag clean-results paper
+.PHONY: setup reproduce test test-fast bench dag clean-results paper report
 
 setup: $(STAMP)
 
@@ -28,6 +28,12 @@ reproduce: setup
 # The papers' figures and tables of the experiment (runs it first if needed): results/<experiment>/paper/
 paper: setup
 	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_LOG) paper
+
+# The Snakemake HTML report of the params.yaml experiment (runs what is missing first):
+# results/<experiment>/report.html - learning curves, tables, per-class AP, compute, stopping, selections, params.
+report: setup
+	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --report "$$($(BIN)/python -c 'import yaml; p = yaml.safe_load(open("params.yaml")); print(p.get("output_dir") or "results", p["experiment"], sep="/")')/report.html"
 
 test: setup
 	$(BIN)/python -m pytest -q

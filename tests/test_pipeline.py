@@ -5,11 +5,14 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -178,6 +181,73 @@ def test_budget_larger_than_pool_is_refused(tmp_path):
     assert p.returncode != 0 and "exceeds the pool" in p.stdout + p.stderr
 
 
+# Opens the report's learning-curve figure the way its result button does (ToggleViewManager.handleImg of
+# Snakemake's report app), waits for the <img> to load and writes what the browser decoded into the DOM.
+PROBE = """<script>
+(function () {
+  var deadline = Date.now() + 20000;
+  function done(text) { document.body.setAttribute("data-probe", text); }
+  function tick() {
+    if (typeof app === "undefined" || !app) { return Date.now() < deadline ? setTimeout(tick, 100) : done("no app"); }
+    var path = Object.keys(results).find(function (p) { return p.endsWith("/figures/__FIGURE__"); });
+    if (!path) { return done("no result " + Object.keys(results).join(" ")); }
+    if (app.state.contentPath !== results[path].data_uri) {
+      app.setView({content: "img", contentPath: results[path].data_uri, resultPath: path});
+    }
+    var img = document.querySelector("#app img[src^='data:image/png']");
+    if (img && img.complete) { return done("loaded " + img.naturalWidth + "x" + img.naturalHeight); }
+    if (Date.now() > deadline) { return done("timeout"); }
+    setTimeout(tick, 100);
+  }
+  tick();
+})();
+</script>"""
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--virtual-time-budget=30000", "--window-size=1600,1000"]
+
+
+def open_report_figure(report: Path, figure: str, tmp_path: Path) -> tuple[str, np.ndarray]:
+    """The report opened in headless chromium on one figure: what the DOM says of the <img> and a screenshot."""
+    chromium = shutil.which("chromium")
+    assert chromium, "chromium not installed (.ci/chromium-install)"
+    probe = tmp_path / f"probe_{figure}.html"
+    html = report.read_text(encoding="utf-8")
+    assert "</body>" in html
+    head, tail = html.rsplit("</body>", 1)  # the page's own end (the embedded scripts hold "</body>" strings too)
+    probe.write_text(head + PROBE.replace("__FIGURE__", figure) + "</body>" + tail, encoding="utf-8")
+    results = []
+    for mode in ("--dump-dom", f"--screenshot={tmp_path / 'shot.png'}"):
+        p = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tempfile.mkdtemp(dir=tmp_path)}", mode,
+                            probe.as_uri()], capture_output=True, text=True, timeout=180)
+        assert p.returncode == 0, p.stderr[-3000:]
+        results.append(p.stdout)
+    dom = results[0]
+    state = dom.split('data-probe="', 1)[1].split('"', 1)[0] if 'data-probe="' in dom else "no probe result"
+    return state, np.asarray(Image.open(tmp_path / "shot.png").convert("RGB"))
+
+
+def check_report_in_browser(d: Path, tmp_path: Path) -> None:
+    """snakemake --report builds the HTML report; chromium renders its learning-curve figures."""
+    from activedet.paper_reports.common import colour
+
+    report = d / "results" / "tiny" / "report.html"
+    run([BIN / "snakemake", "--report", str(report)], d)
+    html = report.read_text(encoding="utf-8")
+    for name in ("learning_curves.png", "learning_curves_cost.png", "per_class_ap.png", "compute_per_step.png",
+                 "stopping.png", "summary.csv", "resolved_params.yaml", "selected.png"):
+        assert name in html, name
+    for figure in ("learning_curves.png", "learning_curves_cost.png"):
+        state, shot = open_report_figure(report, figure, tmp_path)
+        with Image.open(d / "results" / "tiny" / "figures" / figure) as im:
+            assert state == f"loaded {im.width}x{im.height}", state  # decoded, not a broken image
+        # the strategies' lines are on screen in their colours
+        pixels = shot.reshape(-1, 3).astype(int)
+        for strategy in ("entropy", "coreset"):
+            rgb = np.array([int(colour(strategy)[k:k + 2], 16) for k in (1, 3, 5)])
+            assert (np.abs(pixels - rgb).sum(axis=1) < 40).sum() > 30, (figure, strategy)
+
+
 @pytest.mark.slow
 def test_tiny_pipeline_end_to_end_and_dvc_reruns_only_affected_jobs(tmp_path):
     d = workdir(tmp_path, extra={"active.cycles": 2})
@@ -199,6 +269,30 @@ def test_tiny_pipeline_end_to_end_and_dvc_reruns_only_affected_jobs(tmp_path):
     # the same seed and the initial split: every strategy starts from the same labeled set
     labeled0 = json.loads((exp / "splits" / "seed0" / "labeled.json").read_text())
     assert len(labeled0["images"]) == 10
+    # labeling cost: the boxes of the labeled sets, and the cost model's seconds (params_tiny: 1 s + 34.5 s/box)
+    pool = json.loads((d / "data" / "digit_scenes_tiny" / "pool.json").read_text())
+    boxes_of = {}
+    for a in pool["annotations"]:
+        boxes_of[a["image_id"]] = boxes_of.get(a["image_id"], 0) + 1
+    for row in curves.itertuples():
+        if row.cycle == 0:
+            labeled = labeled0
+        else:
+            labeled = json.loads((exp / "runs" / row.strategy / "seed0" / "cycle0" / "labeled.json").read_text())
+        n_boxes = sum(boxes_of.get(im["id"], 0) for im in labeled["images"])
+        assert row.n_boxes == n_boxes
+        assert row.annotation_s == pytest.approx(1.0 * row.n_labeled + 34.5 * n_boxes)
+        if row.cycle == 0:
+            selected = json.loads((exp / "runs" / row.strategy / "seed0" / "cycle0" / "selected.json").read_text())
+            ids = [s["image_id"] for s in selected["selected"]]
+            assert row.selected_boxes_per_image == pytest.approx(sum(boxes_of.get(i, 0) for i in ids) / len(ids))
+    assert {"alc_boxes", "alc_seconds", "images_to_90", "boxes_to_95", "seconds_to_95", "stop_cycle",
+            "flat_cycle"} <= set(summary.columns)
+    # params_tiny trains the 100%-labeled reference
+    assert summary["reference_source"].eq("trained on 100% of the pool").all()
+    stops = pd.read_csv(exp / "stopping.csv")
+    assert len(stops) == 3 * 2 and stops.loc[stops["cycle"] == 1, "agreement"].between(0, 1).all()
+    check_report_in_browser(d, tmp_path)
 
     logs = d / ".snakemake" / "log"
     first_logs = set(logs.iterdir())

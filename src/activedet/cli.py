@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from .io import InputError, write_json
+from .io import InputError, read_json, write_json
 
 
 THREADS_HELP = ("torch threads (default: params num_threads, else resources.train/score.threads as the pipeline's "
@@ -352,13 +352,92 @@ def cmd_report(args) -> int:
     pool = _load(args.pool, p)
     a = p["active"]
     out = write_report(args.experiment_dir, a["strategies"], a["seeds"], a["cycles"], len(pool.images),
-                       args.out_dir)
+                       args.out_dir, cost=p["cost"], stopping=p["stopping"] if args.stopping else None,
+                       categories=pool.categories)
     summary = out["summary"]
     if args.metrics:  # one number per strategy, so that `dvc metrics show` stays narrow; the rest: summary.csv
         write_json(args.metrics, {row["strategy"]: {"alc": row["alc_mean"]} for row in summary.to_dict("records")})
     with __import__("pandas").option_context("display.width", 200, "display.max_columns", 12):
         print(summary[["strategy", "n_seeds", "alc_mean", "alc_std", "alc_diff_vs_random",
-                       "alc_diff_ci95_low", "alc_diff_ci95_high"]].to_string(index=False))
+                       "alc_diff_ci95_low", "alc_diff_ci95_high", "alc_boxes", "alc_seconds"]].to_string(index=False))
+    return 0
+
+
+def cmd_stop_set(args) -> int:
+    from .stopping import stop_set_ids
+
+    p = _params(args)
+    pool = _load(args.pool, p)
+    labeled = _load(args.labeled, p)
+    ids = stop_set_ids(pool.image_ids, labeled.image_ids, args.size, args.seed)
+    write_json(args.out, {"seed": args.seed, "image_ids": ids,
+                          "description": "stop set: unlabeled pool images whose predictions the stopping signal "
+                                         "compares from cycle to cycle (never their labels)"})
+    print(f"{args.out}: {len(ids)} stop-set images")
+    return 0
+
+
+def cmd_predict_stop_set(args) -> int:
+    import torch
+
+    from .engine.predict import predict
+    from .engine.train import load_model, resolve_device
+
+    device = resolve_device(args.device)
+    model, ckpt = load_model(args.model, device)
+    p = ckpt["params"]
+    _threads(p, args)
+    pool = _load(args.pool, p)
+    ids = read_json(args.stop_set)["image_ids"]
+    subset = pool.subset(ids)
+    ds = _dataset(dict(p, dataset=dict(p["dataset"], cache_images=False)), subset, args.images, ckpt["categories"])
+    with torch.no_grad():
+        dets = predict(model, ds, device, args.batch_size)
+    write_json(args.out, dets, indent=None)
+    print(f"{args.out}: {len(dets)} detections on {len(ids)} stop-set images")
+    return 0
+
+
+def cmd_selection_sheet(args) -> int:
+    import torch
+
+    from .engine.predict import predict
+    from .engine.train import load_model, resolve_device
+    from .hitl.boxes import SelectedImage
+    from .hitl.export import boxes_by_image
+    from .hitl.sheet import contact_sheet
+
+    device = resolve_device(args.device)
+    model, ckpt = load_model(args.model, device)
+    p = ckpt["params"]
+    _threads(p, args)
+    pool = _load(args.pool, p)
+    sel = read_json(args.selected)
+    entries = [(int(s["image_id"]), s.get("score")) for s in sel["selected"]]
+    chosen = pool.subset([i for i, _ in entries])
+    by_id = {im["id"]: im for im in chosen.images}
+    selection = [SelectedImage(rank, by_id[i]["file_name"], i, int(round(by_id[i]["width"])),
+                               int(round(by_id[i]["height"])), None if score is None else float(score))
+                 for rank, (i, score) in enumerate(entries, start=1)]
+    ds = _dataset(dict(p, dataset=dict(p["dataset"], cache_images=False)), chosen, args.images, ckpt["categories"])
+    with torch.no_grad():
+        dets = predict(model, ds, device, args.batch_size)
+    boxes = boxes_by_image(dets, selection, ckpt["categories"], args.min_score)
+    contact_sheet(args.out, args.images, selection, boxes, [c["name"] for c in ckpt["categories"]], args.title)
+    print(f"{args.out}: {len(selection)} selected images with the model's boxes")
+    return 0
+
+
+def cmd_resolve_params(args) -> int:
+    import yaml
+
+    from .io import atomic_path
+
+    p = _params(args)
+    with atomic_path(args.out) as tmp:
+        Path(tmp).write_text("# The experiment's parameters after validation, schema defaults filled in.\n"
+                             + yaml.safe_dump(p, sort_keys=False), encoding="utf-8")
+    print(f"{args.out}: resolved parameters")
     return 0
 
 
@@ -385,6 +464,8 @@ def cmd_import_labels(args) -> int:
 
     s = import_labels(args.export, args.selected, args.labeled, args.format, args.imported_out,
                       args.regions, args.several_annotations)
+    if s.get("annotation_seconds") is not None:
+        print(f"{args.export}: annotation time measured by the tool: {s['annotation_seconds']:.1f} s")
     if "backup" in s:
         print(f"{s['written']}: +{s['images']} images, +{s['boxes']} boxes ({s['labeled_images']} labeled images); "
               f"the previous version is kept as {s['backup']}")
@@ -591,6 +672,42 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out-dir", default=None, help="where curves.csv etc. go (default: the experiment dir)")
     sp.add_argument("--metrics", default=None, help="also write each strategy's ALC here (a narrow metrics JSON for "
                                                     "dvc metrics show; the full table is summary.csv)")
+    sp.add_argument("--stopping", action="store_true",
+                    help="also the stopping table and figure (needs every cycle's stop_predictions.json)")
+
+    sp = add("stop-set", cmd_stop_set, "the stopping signal's stop set: unlabeled pool images fixed per seed")
+    params_arg(sp)
+    sp.add_argument("--pool", required=True, help="COCO JSON of the pool")
+    sp.add_argument("--labeled", required=True, help="the seed's initial labeled set (left out of the stop set)")
+    sp.add_argument("--size", type=int, required=True, help="images in the stop set (stopping.stop_set_size)")
+    sp.add_argument("--seed", type=int, required=True)
+    sp.add_argument("--out", required=True)
+
+    sp = add("predict-stop-set", cmd_predict_stop_set, "a cycle's detections on the stop set (COCO results JSON)")
+    sp.add_argument("--model", required=True)
+    sp.add_argument("--images", required=True, help="pool images folder")
+    sp.add_argument("--pool", required=True, help="COCO JSON of the pool (image records)")
+    sp.add_argument("--stop-set", required=True, help="stop_set.json of the seed")
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--device", default="auto")
+    sp.add_argument("--batch-size", type=int, default=64)
+    sp.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
+
+    sp = add("selection-sheet", cmd_selection_sheet, "contact sheet of a cycle's selected images with the model's boxes")
+    sp.add_argument("--model", required=True, help="the model that scored the pool at this cycle")
+    sp.add_argument("--selected", required=True, help="selected.json of the cycle")
+    sp.add_argument("--pool", required=True, help="COCO JSON of the pool (image records)")
+    sp.add_argument("--images", required=True, help="pool images folder")
+    sp.add_argument("--out", required=True, help="PNG to write")
+    sp.add_argument("--title", default="selected images")
+    sp.add_argument("--min-score", type=float, default=0.3, help="boxes below this score are not drawn (as the annotation sheet)")
+    sp.add_argument("--device", default="auto")
+    sp.add_argument("--batch-size", type=int, default=64)
+    sp.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
+
+    sp = add("resolve-params", cmd_resolve_params, "the params after validation with every default filled in (YAML)")
+    params_arg(sp)
+    sp.add_argument("--out", required=True)
     # human in the loop: choose images of your own, export them for annotation, import the labels
     from .hitl.boxes import DEFAULT_MIN_SCORE
     from .hitl.label_studio import DEFAULT_URL_PREFIX

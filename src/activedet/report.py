@@ -1,19 +1,25 @@
-"""Learning curves, per-strategy summary with confidence intervals, time per step, figure.
+"""Learning curves, per-strategy summary with confidence intervals, annotation cost, stopping, figures.
 
 Reads the per-cycle files of an experiment (layout
 ``<exp>/runs/<strategy>/seed<seed>/cycle<c>/``) and writes ``curves.csv``,
-``summary.csv``, ``time_per_step.csv`` and ``figures/learning_curves.png``.
+``summary.csv``, ``time_per_step.csv``, ``per_class_ap.csv``, ``stopping.csv``,
+``plots/map50_by_strategy.csv`` (the DVC plot) and the figures under ``figures/``.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from . import stopping as stop
 from .io import InputError, atomic_path, read_json
+from .paper_reports.common import colour
 
 STEPS = ("train", "score", "select", "merge", "evaluate", "eval_train")  # eval_train: eval_detector plain
+LEVELS = (0.90, 0.95)  # "labels to reach this share of the 100%-labeled mAP@0.5"
+COST_DEFAULTS = {"seconds_per_box": 34.5, "seconds_per_image": 1.0, "reference_map50": None}
 
 
 def cycle_dir(exp_dir: str | Path, strategy: str, seed: int, cycle: int) -> Path:
@@ -27,17 +33,71 @@ def _bench_seconds(path: Path) -> float:
     return float(pd.read_csv(path, sep="\t")["s"].iloc[0])
 
 
+def labeled_before_path(exp_dir: str | Path, strategy: str, seed: int, cycle: int) -> Path:
+    """The labeled set cycle ``cycle`` trains on: the seed's initial split, then the previous cycle's merge."""
+    if cycle == 0:
+        return Path(exp_dir) / "splits" / f"seed{seed}" / "labeled.json"
+    return cycle_dir(exp_dir, strategy, seed, cycle - 1) / "labeled.json"
+
+
+def _label_counts(path: Path, cache: dict) -> tuple[int, int]:
+    """(images, boxes) of a labeled COCO file; every annotation counts as a drawn box (difficult ones too)."""
+    if path not in cache:
+        data = read_json(path)
+        cache[path] = (len(data["images"]), len(data["annotations"]))
+    return cache[path]
+
+
+def measured_seconds(run: Path) -> float:
+    """Annotation seconds measured by the tool for the batch imported at this cycle (human mode), else NaN.
+
+    ``import-labels --imported-out`` keeps Label Studio's ``lead_time`` in ``info.annotation_seconds`` of
+    ``imported_labels.json``; absent or null when the export carried none (CVAT, COCO).
+    """
+    path = run / "imported_labels.json"
+    if not path.is_file():
+        return float("nan")
+    value = (read_json(path).get("info") or {}).get("annotation_seconds")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")
+
+
 def collect_curves(exp_dir: str | Path, strategies: list[str], seeds: list[int], cycles: int,
-                   pool_size: int) -> pd.DataFrame:
+                   pool_size: int, cost: dict | None = None) -> pd.DataFrame:
+    """One row per strategy, seed and cycle: mAP, labels (images, boxes), annotation seconds, step seconds.
+
+    ``n_boxes``: boxes of the labeled set the cycle's model trained on; ``selected_boxes_per_image``: boxes per
+    image of the batch this cycle selected (NaN at the last cycle, which selects nothing); ``annotation_s``:
+    ``seconds_per_image * n_labeled + seconds_per_box * n_boxes`` (``cost``), where a batch with measured time
+    (human mode, :func:`measured_seconds`) counts its measured seconds instead; ``measured_annotation_s`` is
+    the measured part (0 when nothing was measured).
+    """
+    cost = {**COST_DEFAULTS, **(cost or {})}
+    spi, spb = cost["seconds_per_image"], cost["seconds_per_box"]
+    counts: dict = {}
     rows = []
     for strategy in strategies:
         for seed in seeds:
+            seconds = measured = 0.0
             for c in range(cycles):
                 d = cycle_dir(exp_dir, strategy, seed, c)
                 m = read_json(d / "metrics.json")
+                n_img, n_box = _label_counts(labeled_before_path(exp_dir, strategy, seed, c), counts)
+                if c == 0:
+                    seconds = spi * n_img + spb * n_box
                 row = {"strategy": strategy, "seed": seed, "cycle": c, "n_labeled": m["n_labeled"],
                        "fraction": m["n_labeled"] / pool_size, "map50": m["map50"],
-                       "map50_area": m["map50_area"], "coco_ap": m["coco_ap"], "coco_ap50": m["coco_ap50"]}
+                       "map50_area": m["map50_area"], "coco_ap": m["coco_ap"], "coco_ap50": m["coco_ap50"],
+                       "n_boxes": n_box, "selected_boxes_per_image": float("nan"),
+                       "annotation_s": seconds, "measured_annotation_s": measured}
+                if c + 1 < cycles:  # the batch selected here: labels after this cycle's merge minus before
+                    after_img, after_box = _label_counts(d / "labeled.json", counts)
+                    added_img, added_box = after_img - n_img, after_box - n_box
+                    row["selected_boxes_per_image"] = added_box / added_img if added_img else float("nan")
+                    t = measured_seconds(d)
+                    if math.isfinite(t):
+                        seconds, measured = seconds + t, measured + t
+                    else:
+                        seconds += spi * added_img + spb * added_box
                 for step in STEPS:
                     row[f"{step}_s"] = _bench_seconds(d / "benchmarks" / f"{step}.tsv")
                 train = d / "train.json"
@@ -74,13 +134,83 @@ def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, floa
     return m, m - half, m + half
 
 
-def summarize(curves: pd.DataFrame, reference: str = "random") -> pd.DataFrame:
-    """One row per strategy: mean/std mAP@0.5 at each cycle, ALC (:func:`area_under_curve` per seed, then
-    mean/std over seeds), and the paired ALC difference to
-    ``reference`` (same seed = same initial set) with its 95% confidence interval."""
+def area_over_range(x: np.ndarray, y: np.ndarray, lo: float, hi: float) -> float:
+    """Mean of the piecewise-linear curve through (x, y) over [lo, hi]: trapezoid area / (hi - lo).
+
+    The ends are interpolated linearly; NaN when [lo, hi] is not inside the curve's x range; the value at
+    ``lo`` when ``hi == lo``.
+    """
+    order = np.argsort(x, kind="stable")
+    x, y = np.asarray(x, float)[order], np.asarray(y, float)[order]
+    eps = 1e-9 * max(1.0, abs(hi))
+    if not len(x) or hi < lo or lo < x[0] - eps or hi > x[-1] + eps:
+        return float("nan")
+    if hi == lo:
+        return float(np.interp(lo, x, y))
+    grid = np.concatenate(([lo], x[(x > lo) & (x < hi)], [hi]))
+    return float(np.trapezoid(np.interp(grid, x, y), grid) / (hi - lo))
+
+
+def common_range_alc(curves: pd.DataFrame, x: str) -> pd.DataFrame:
+    """ALC over labels counted as ``x`` (``n_boxes``, ``annotation_s``) per strategy and seed.
+
+    Strategies spend different boxes and seconds for the same images, so their curves end at different
+    x: each seed's curves are compared over the range all strategies cover (largest start .. smallest
+    end), where every curve is known; the value is the mean mAP@0.5 over that range.
+    """
+    rows = []
+    for seed, g in curves.groupby("seed"):
+        ends = g.groupby("strategy", sort=False)[x].agg(["min", "max"])
+        lo, hi = float(ends["min"].max()), float(ends["max"].min())
+        for strategy, gs in g.groupby("strategy", sort=False):
+            rows.append({"strategy": strategy, "seed": seed, "lo": lo, "hi": hi,
+                         "alc": area_over_range(gs[x].to_numpy(), gs["map50"].to_numpy(), lo, hi)})
+    return pd.DataFrame(rows, columns=["strategy", "seed", "lo", "hi", "alc"])
+
+
+def labels_to_reach(x: np.ndarray, y: np.ndarray, target: float) -> float:
+    """Labels (x) at which the curve first reaches ``target``, linearly interpolated between the two
+    cycles around the crossing; ``x[0]`` when the first cycle already reaches it; NaN when none does."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    hit = np.flatnonzero(y >= target)
+    if not len(hit) or not math.isfinite(target):
+        return float("nan")
+    i = int(hit[0])
+    if i == 0:
+        return float(x[0])
+    return float(x[i - 1] + (target - y[i - 1]) / (y[i] - y[i - 1]) * (x[i] - x[i - 1]))
+
+
+def reference_map50(curves: pd.DataFrame, exp_dir: str | Path | None, seeds: list[int],
+                    cost: dict | None) -> tuple[float, str]:
+    """The 100%-labeled mAP@0.5 and where it comes from.
+
+    In order: ``cost.reference_map50``; the mean over seeds of ``reference/seed<s>/metrics.json`` (rule
+    train_reference); else the best mean mAP@0.5 any strategy reaches at any cycle of this experiment, a
+    stand-in that makes "90%" mean "90% of the best seen here".
+    """
+    given = (cost or {}).get("reference_map50")
+    if given is not None:
+        return float(given), "cost.reference_map50"
+    if exp_dir is not None:
+        files = [Path(exp_dir) / "reference" / f"seed{s}" / "metrics.json" for s in seeds]
+        if files and all(f.is_file() for f in files):
+            return float(np.mean([read_json(f)["map50"] for f in files])), "trained on 100% of the pool"
+    best = curves.groupby(["strategy", "cycle"])["map50"].mean().max()
+    return float(best), "best mean mAP@0.5 of this experiment (no 100%-labeled reference)"
+
+
+def summarize(curves: pd.DataFrame, reference: str = "random", exp_dir: str | Path | None = None,
+              cost: dict | None = None) -> pd.DataFrame:
+    """One row per strategy: mean/std mAP@0.5 at each cycle, ALC over images, boxes and annotation seconds,
+    the paired ALC difference to ``reference`` (same seed = same initial set) with its 95% confidence
+    interval, and the labels (images, boxes, seconds) the mean curve needs to reach 90% and 95% of the
+    100%-labeled mAP@0.5 (:func:`reference_map50`)."""
     alc = (curves.groupby(["strategy", "seed"])
            .apply(lambda g: area_under_curve(g["fraction"].to_numpy(), g["map50"].to_numpy()), include_groups=False)
            .rename("alc").reset_index())
+    alc_boxes, alc_seconds = common_range_alc(curves, "n_boxes"), common_range_alc(curves, "annotation_s")
+    ref_map, ref_source = reference_map50(curves, exp_dir, sorted(curves["seed"].unique()), cost)
     rows = []
     for strategy, g in curves.groupby("strategy", sort=False):
         row: dict = {"strategy": strategy, "n_seeds": g["seed"].nunique()}
@@ -97,6 +227,14 @@ def summarize(curves: pd.DataFrame, reference: str = "random") -> pd.DataFrame:
         else:
             diff = lo = hi = float("nan")
         row["alc_diff_vs_random"], row["alc_diff_ci95_low"], row["alc_diff_ci95_high"] = diff, lo, hi
+        row["alc_boxes"] = alc_boxes.loc[alc_boxes["strategy"] == strategy, "alc"].mean()
+        row["alc_seconds"] = alc_seconds.loc[alc_seconds["strategy"] == strategy, "alc"].mean()
+        mean = g.groupby("cycle")[["n_labeled", "n_boxes", "annotation_s", "map50"]].mean()
+        row["reference_map50"], row["reference_source"] = ref_map, ref_source
+        for level in LEVELS:
+            tag = f"{round(100 * level)}"
+            for x, name in (("n_labeled", "images"), ("n_boxes", "boxes"), ("annotation_s", "seconds")):
+                row[f"{name}_to_{tag}"] = labels_to_reach(mean[x].to_numpy(), mean["map50"].to_numpy(), level * ref_map)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -108,7 +246,66 @@ def time_table(curves: pd.DataFrame) -> pd.DataFrame:
     return t.reset_index()
 
 
+def per_class_table(exp_dir: str | Path, strategies: list[str], seeds: list[int], cycles: int,
+                    categories: list[dict]) -> pd.DataFrame:
+    """VOC07 AP@0.5 per class, strategy, seed and cycle from the cycles' ``metrics.json`` (``per_class_ap50``:
+    classes with test positives only)."""
+    names = {str(c["id"]): c["name"] for c in categories}
+    rows = []
+    for strategy in strategies:
+        for seed in seeds:
+            for c in range(cycles):
+                m = read_json(cycle_dir(exp_dir, strategy, seed, c) / "metrics.json")
+                for cat, ap in sorted((m.get("per_class_ap50") or {}).items(), key=lambda kv: int(kv[0])):
+                    rows.append({"strategy": strategy, "seed": seed, "cycle": c, "n_labeled": m["n_labeled"],
+                                 "category_id": int(cat), "class": names.get(str(cat), str(cat)), "ap50": ap})
+    return pd.DataFrame(rows, columns=["strategy", "seed", "cycle", "n_labeled", "category_id", "class", "ap50"])
+
+
+def stopping_table(exp_dir: str | Path, curves: pd.DataFrame, options: dict) -> pd.DataFrame:
+    """Per strategy, seed and cycle: the stop set's agreement with the previous cycle (:mod:`.stopping`),
+    whether the rule says stop by then, the cycle where it first does (``stop_cycle``) and the cycle where
+    the test curve flattens (``flat_cycle``), with their labeled images.
+
+    Reads ``runs/.../cycle<c>/stop_predictions.json`` (COCO results of the cycle's model on the stop set)
+    and ``splits/seed<s>/stop_set.json``; never a label of the stop set or the test split (the test mAP is
+    only copied beside it, for ``flat_cycle``).
+    """
+    o = {"score_threshold": 0.5, "iou_threshold": 0.5, "threshold": 0.9, "window": 2, "flat_tolerance": 0.01,
+         **(options or {})}
+    rows = []
+    for (strategy, seed), g in curves.groupby(["strategy", "seed"], sort=False):
+        g = g.sort_values("cycle")
+        ids = read_json(Path(exp_dir) / "splits" / f"seed{seed}" / "stop_set.json")["image_ids"]
+        previous, agreements = None, []
+        for c in g["cycle"]:
+            current = read_json(cycle_dir(exp_dir, strategy, seed, c) / "stop_predictions.json")
+            agreements.append(float("nan") if previous is None else
+                              stop.agreement(previous, current, ids, o["score_threshold"], o["iou_threshold"]))
+            previous = current
+        at = stop.stop_cycle(agreements, o["threshold"], o["window"])
+        flat = stop.flat_cycle(g["map50"].to_numpy(), o["flat_tolerance"])
+        n = g.set_index("cycle")["n_labeled"]
+        for c, a, m in zip(g["cycle"], agreements, g["map50"]):
+            rows.append({"strategy": strategy, "seed": seed, "cycle": c, "n_labeled": n[c], "agreement": a,
+                         "says_stop": at is not None and c >= at, "map50": m,
+                         "stop_cycle": at, "flat_cycle": flat,
+                         "n_labeled_at_stop": n[at] if at is not None else None, "n_labeled_at_flat": n[flat]})
+    return pd.DataFrame(rows)
+
+
+def _mean_curve(g: pd.DataFrame, x: str) -> pd.DataFrame:
+    return g.groupby("cycle")[[x, "map50"]].agg(["mean", "std"]).reset_index()
+
+
+def _seeds_title(curves: pd.DataFrame) -> str:
+    seeds = curves["seed"].nunique()
+    return f"mean ± std over {seeds} seeds" if seeds > 1 else "1 seed"
+
+
 def plot_curves(curves: pd.DataFrame, path: str | Path, title: str = "") -> None:
+    """mAP@0.5 vs labeled fraction, one line per strategy in its fixed colour (``paper_reports.common.colour``);
+    a ± std band only with several seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -118,20 +315,151 @@ def plot_curves(curves: pd.DataFrame, path: str | Path, title: str = "") -> None
     for strategy, g in curves.groupby("strategy", sort=False):
         s = g.groupby("fraction")["map50"].agg(["mean", "std", "min", "max"]).reset_index()
         x = 100 * s["fraction"]
-        line, = ax.plot(x, 100 * s["mean"], marker="o", ms=3, label=strategy)
+        ax.plot(x, 100 * s["mean"], marker="o", ms=3, label=strategy, color=colour(strategy))
         if g["seed"].nunique() > 1:
             ax.fill_between(x, 100 * (s["mean"] - s["std"]), 100 * (s["mean"] + s["std"]),
-                            color=line.get_color(), alpha=0.15, lw=0)
+                            color=colour(strategy), alpha=0.15, lw=0)
     ax.set_xlabel("labeled images (% of the pool)")
     ax.set_ylabel("mAP@0.5 (%)")
-    seeds = curves["seed"].nunique()
-    ax.set_title(title or f"Learning curves (mean{' ± std' if seeds > 1 else ''} over {seeds} seed{'s' * (seeds > 1)})")
+    ax.set_title(title or f"Learning curves ({_seeds_title(curves)})")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
+    _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> None:
+    import matplotlib.pyplot as plt
+
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
+
+
+def plot_cost_curves(curves: pd.DataFrame, path: str | Path) -> None:
+    """Three panels: mAP@0.5 vs labeled images, labeled boxes and estimated annotation hours."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13.5, 4.2), dpi=110, sharey=True)
+    panels = (("n_labeled", "labeled images", 1.0), ("n_boxes", "labeled boxes", 1.0),
+              ("annotation_s", "annotation time (hours, cost model)", 1 / 3600))
+    several = curves["seed"].nunique() > 1
+    for ax, (x, xlabel, scale) in zip(axes, panels):
+        for strategy, g in curves.groupby("strategy", sort=False):
+            s = _mean_curve(g, x)
+            xs, ys, sd = scale * s[(x, "mean")], 100 * s[("map50", "mean")], 100 * s[("map50", "std")]
+            ax.plot(xs, ys, marker="o", ms=3, label=strategy, color=colour(strategy))
+            if several:
+                ax.fill_between(xs, ys - sd, ys + sd, color=colour(strategy), alpha=0.15, lw=0)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("mAP@0.5 (%)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"Learning curves by labeling cost ({_seeds_title(curves)})")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_per_class(per_class: pd.DataFrame, path: str | Path) -> None:
+    """One heatmap per strategy: AP@0.5 (%) per class (rows) and cycle (columns), mean over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    strategies = list(dict.fromkeys(per_class["strategy"])) or ["(none)"]
+    fig, axes = plt.subplots(1, len(strategies), figsize=(2.2 + 1.9 * len(strategies), 4.2), dpi=110,
+                             squeeze=False, sharey=True)
+    image = None
+    for ax, strategy in zip(axes[0], strategies):
+        g = per_class[per_class["strategy"] == strategy]
+        if g.empty:
+            ax.set_axis_off()
+            continue
+        table = g.pivot_table(index="class", columns="cycle", values="ap50", aggfunc="mean", sort=False)
+        image = ax.imshow(100 * table.to_numpy(), vmin=0, vmax=100, cmap="viridis", aspect="auto")
+        ax.set_xticks(range(table.shape[1]), [str(c) for c in table.columns])
+        ax.set_yticks(range(table.shape[0]), list(table.index))
+        ax.set_xlabel("cycle")
+        ax.set_title(strategy, color=colour(strategy), fontsize=10)
+    if image is not None:
+        fig.colorbar(image, ax=axes[0].tolist(), label="AP@0.5 (%)", shrink=0.9)
+    fig.suptitle("Per-class AP@0.5 at each cycle (test split)")
+    _save(fig, path)
+
+
+def plot_compute(times: pd.DataFrame, path: str | Path) -> None:
+    """Stacked bars: mean wall seconds per cycle of each step (Snakemake benchmarks) per strategy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.0 + 0.9 * len(times)), 4.0), dpi=110)
+    bottom = np.zeros(len(times))
+    for k, step in enumerate(STEPS):
+        v = times[f"{step}_s"].fillna(0).to_numpy()
+        if not v.any():
+            continue
+        ax.bar(times["strategy"], v, bottom=bottom, label=step, color=f"C{k}")
+        bottom += v
+    ax.set_ylabel("wall seconds per cycle (mean)")
+    ax.set_title("Compute per step")
+    if bottom.any():
+        ax.legend(fontsize=8)
+    ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_stopping(table: pd.DataFrame, path: str | Path, threshold: float) -> None:
+    """Per strategy: stop-set agreement (left axis) and test mAP@0.5 (right axis) vs labeled images, the
+    cycle where the rule says stop (solid line) and where the test curve flattens (dotted), first seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    strategies = list(dict.fromkeys(table["strategy"])) or ["(none)"]
+    cols = min(4, len(strategies))
+    rows = -(-len(strategies) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), dpi=110, squeeze=False)
+    for ax in axes.ravel()[len(strategies):]:
+        ax.set_axis_off()
+    for ax, strategy in zip(axes.ravel(), strategies):
+        g = table[table["strategy"] == strategy]
+        if g.empty:
+            continue
+        g = g[g["seed"] == g["seed"].iloc[0]]
+        ax.plot(g["n_labeled"], g["agreement"], marker="o", ms=3, color=colour(strategy), label="agreement")
+        ax.axhline(threshold, color="gray", lw=0.8, ls="--")
+        ax.set_ylim(0, 1.05)
+        twin = ax.twinx()
+        twin.plot(g["n_labeled"], 100 * g["map50"], color="black", lw=0.8, alpha=0.6, label="test mAP@0.5")
+        twin.set_ylabel("test mAP@0.5 (%)", fontsize=8)
+        stop_at, flat_at = g["n_labeled_at_stop"].iloc[0], g["n_labeled_at_flat"].iloc[0]
+        if pd.notna(stop_at):
+            ax.axvline(stop_at, color=colour(strategy), lw=1.5, label="rule says stop")
+        ax.axvline(flat_at, color="black", lw=1.0, ls=":", label="test curve flat")
+        ax.set_title(f"{strategy} (seed {g['seed'].iloc[0]})", fontsize=10)
+        ax.set_xlabel("labeled images")
+        ax.set_ylabel("stop-set agreement")
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle("Stopping: stabilizing predictions on the stop set vs the test curve")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def dvc_plot_table(curves: pd.DataFrame) -> pd.DataFrame:
+    """Mean mAP@0.5 over seeds per strategy and labeled size, long format: the table ``dvc plots`` draws
+    with ``workflow/dvc/strategy_lines.json`` (one line per strategy, coloured by the ``strategy`` column)."""
+    return (curves.groupby(["strategy", "cycle"], sort=False)
+            .agg(n_labeled=("n_labeled", "mean"), fraction=("fraction", "mean"), n_boxes=("n_boxes", "mean"),
+                 map50=("map50", "mean"), n_seeds=("seed", "nunique"))
+            .reset_index())
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
@@ -140,16 +468,36 @@ def _write_csv(df: pd.DataFrame, path: Path) -> None:
 
 
 def write_report(exp_dir: str | Path, strategies: list[str], seeds: list[int], cycles: int, pool_size: int,
-                 out_dir: str | Path | None = None) -> dict:
+                 out_dir: str | Path | None = None, *, cost: dict | None = None, stopping: dict | None = None,
+                 categories: list[dict] | None = None) -> dict:
+    """Write the experiment's tables and figures into ``out_dir`` (default ``exp_dir``).
+
+    The stopping table needs every cycle's ``stop_predictions.json``; without them (``stopping=None``) it is
+    skipped. Raises InputError for an empty strategy list and when a per-cycle file is missing or malformed.
+    """
     exp_dir = Path(exp_dir)
     out_dir = Path(out_dir or exp_dir)
     if not strategies:
         raise InputError("no strategies to report")
-    curves = collect_curves(exp_dir, strategies, seeds, cycles, pool_size)
-    summary = summarize(curves)
+    curves = collect_curves(exp_dir, strategies, seeds, cycles, pool_size, cost)
+    summary = summarize(curves, exp_dir=exp_dir, cost=cost)
     times = time_table(curves)
+    per_class = per_class_table(exp_dir, strategies, seeds, cycles, categories or [])
+    out = {"curves": curves, "summary": summary, "times": times, "per_class": per_class}
+    if stopping is not None:
+        stops = stopping_table(exp_dir, curves, stopping)
+        first = stops.groupby("strategy", sort=False)[["stop_cycle", "flat_cycle"]].agg(lambda v: v.astype(float).mean())
+        summary = summary.merge(first.reset_index(), on="strategy", how="left")
+        out.update(summary=summary, stopping=stops)
+        _write_csv(stops, out_dir / "stopping.csv")
+        plot_stopping(stops, out_dir / "figures" / "stopping.png", stopping.get("threshold", 0.9))
     _write_csv(curves, out_dir / "curves.csv")
     _write_csv(summary, out_dir / "summary.csv")
     _write_csv(times, out_dir / "time_per_step.csv")
+    _write_csv(per_class, out_dir / "per_class_ap.csv")
+    _write_csv(dvc_plot_table(curves), out_dir / "plots" / "map50_by_strategy.csv")
     plot_curves(curves, out_dir / "figures" / "learning_curves.png")
-    return {"curves": curves, "summary": summary, "times": times}
+    plot_cost_curves(curves, out_dir / "figures" / "learning_curves_cost.png")
+    plot_per_class(per_class, out_dir / "figures" / "per_class_ap.png")
+    plot_compute(times, out_dir / "figures" / "compute_per_step.png")
+    return out

@@ -189,4 +189,4 @@ PAPER_TABLES = [t for t in TABLES if set(strategies_needed(t)) <= set(ACTIVE["st
 def report_outputs():
     tables = expand(f"{EXP}/tables/{{table}}.{{ext}}", table=PAPER_TABLES, ext=["csv", "md"])
     return [f"{EXP}/curves.csv", f"{EXP}/summary.csv", f"{EXP}/time_per_step.csv",
-            f"{EXP}/figures/learning_curves.png", f"{EXP}/metrics.json"] + tables
+            f"{EXP}/figures/learning_curves.png", f"{EXP}/metrics.json", f"{EXP}/resolved_params.yaml"] + tables

@@ -12,11 +12,13 @@ rule dvc_outputs:
     input:
         metrics=f"{EXP}/metrics.json",
         curves=f"{EXP}/curves.csv",
+        by_strategy=f"{EXP}/plots/map50_by_strategy.csv",
         figure=f"{EXP}/figures/learning_curves.png",
         **PRETRAINED_INPUT,
     output:
         metrics=f"{DVC_DIR}/metrics.json",
         curves=f"{DVC_DIR}/curves.csv",
+        by_strategy=f"{DVC_DIR}/map50_by_strategy.csv",
         figure=f"{DVC_DIR}/learning_curves.png",
         folder=f"{DVC_DIR}/results_folder.txt",
         pretrained=directory(f"{DVC_DIR}/pretrained"),
@@ -28,5 +30,6 @@ rule dvc_outputs:
         **res("light"),
     shell:
         "(cp {input.metrics:q} {output.metrics:q} && cp {input.curves:q} {output.curves:q}"
+        " && cp {input.by_strategy:q} {output.by_strategy:q}"
         " && cp {input.figure:q} {output.figure:q} && echo {params.exp:q} > {output.folder:q}"
         " && mkdir -p {output.pretrained:q} {COPY_PRETRAINED}) > {log:q} 2>&1"

@@ -47,6 +47,7 @@ class AnnotatedImage:
     height: float | None
     boxes: list[Box] = field(default_factory=list)
     percent: bool = False  # boxes in percent of the image (Label Studio) rather than pixels
+    seconds: float | None = None  # annotation time the tool measured (Label Studio's lead_time), if any
 
 
 def clip_to_image(box: Box, width: float, height: float) -> Box | None:

@@ -209,6 +209,7 @@ def labels_for_selection(annotated: list[AnnotatedImage], selection: list[Select
     seen: dict[str, str] = {}
     boxes: dict[int, list[Box]] = {}
     ambiguous: dict[str, list[str]] = {}  # selected image -> the export's places that may name it
+    seconds: dict[int, float | None] = {}
     for image in annotated:
         found = reference_candidates(image.ref, names)
         if len(found) > 1:
@@ -229,6 +230,7 @@ def labels_for_selection(annotated: list[AnnotatedImage], selection: list[Select
             continue
         seen[name] = image.where
         sel = by_name[name]
+        seconds[sel.image_id] = image.seconds
         for declared, actual, dim in ((image.width, sel.width, "width"), (image.height, sel.height, "height")):
             if declared is not None and abs(declared - actual) > SIZE_TOLERANCE_PX:
                 problems.append(f"{image.where}: image {name}: wrong image size: the export says {dim} {declared:g}, "
@@ -257,14 +259,21 @@ def labels_for_selection(annotated: list[AnnotatedImage], selection: list[Select
     images, annotations = [], []
     for s in sorted(selection, key=lambda s: s.image_id):
         images.append({"id": s.image_id, "file_name": s.image, "width": s.width, "height": s.height})
+        if seconds[s.image_id] is not None:  # measured by the tool (Label Studio's lead_time)
+            images[-1]["annotation_seconds"] = seconds[s.image_id]
         for b in boxes[s.image_id]:
             ann = {"id": len(annotations) + 1, "image_id": s.image_id, "category_id": category_of[b.label],
                    "bbox": [b.x, b.y, b.w, b.h], "area": round(b.w * b.h, 4), "iscrowd": 0}
             if b.attributes:
                 ann["attributes"] = b.attributes  # as CVAT's COCO export keeps them
             annotations.append(ann)
+    # The batch's measured annotation time when the tool recorded it for every image (the report uses it
+    # instead of the cost model); null otherwise (CVAT and COCO exports carry no per-image time).
+    measured = [seconds[s.image_id] for s in selection]
+    total = round(sum(measured), 3) if all(t is not None for t in measured) else None
     return CocoData(str(export_path), images, annotations, [dict(c) for c in categories],
-                    {"description": f"labels imported from {export_path} for {selected_path}"})
+                    {"description": f"labels imported from {export_path} for {selected_path}",
+                     "annotation_seconds": total})
 
 
 # ------------------------------------------------------------------------ merging
@@ -326,7 +335,8 @@ def import_labels(export_path: str | Path, selected_path: str | Path, labeled_pa
     _check_not_labeled(labeled, selection, labeled_path)
     imported = labels_for_selection(read_export(export_path, fmt, regions, several), selection, labeled.categories,
                                     export_path, selected_path)
-    summary = {"images": len(imported.images), "boxes": len(imported.annotations)}
+    summary = {"images": len(imported.images), "boxes": len(imported.annotations),
+               "annotation_seconds": imported.info.get("annotation_seconds")}
     if imported_out is not None:
         write_json(imported_out, imported.to_dict())
         return {**summary, "written": str(imported_out)}

@@ -8,7 +8,8 @@ Formats (https://labelstud.io/guide/tasks, /guide/predictions, /guide/export):
   "original_width", "original_height", "image_rotation", "value": {"x", "y", "width",
   "height", "rotation", "rectanglelabels": [name]}, "score"}`` with x, y, width and height
   in percent (0..100) of the image;
-- the JSON export is the list of tasks, each with ``annotations[].result[]`` of such regions.
+- the JSON export is the list of tasks, each with ``annotations[].result[]`` of such regions and the
+  annotation's ``lead_time`` (seconds the annotator spent on it).
 """
 from __future__ import annotations
 
@@ -176,10 +177,21 @@ def parse_export(data, path: str, regions: str = "enclosing_box", several: str =
         result = chosen.get("result", [])
         if not isinstance(result, list):
             raise InputError(f"{named}: annotations[].result must be a list")
-        image = AnnotatedImage(ref, where, None, None, [], percent=True)
+        image = AnnotatedImage(ref, where, None, None, [], percent=True, seconds=_lead_time(chosen, named))
         image.boxes.extend(_regions(result, named, image, regions, warnings))
         out.append(image)
     return out
+
+
+def _lead_time(annotation: dict, where: str) -> float | None:
+    """Seconds the annotator spent on the task (Label Studio's ``lead_time``; absent in older exports)."""
+    value = annotation.get("lead_time")
+    if value is None:
+        return None
+    seconds = _number(value, where, "lead_time")
+    if seconds < 0:
+        raise InputError(f"{where}: 'lead_time' must not be negative, got {seconds:g}")
+    return seconds
 
 
 def _regions(result: list, where: str, image: AnnotatedImage, regions: str, warnings: list[str]) -> list[Box]:
