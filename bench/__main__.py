@@ -63,6 +63,10 @@ def make_context(args) -> Context:
     from activedet.engine.train import resolve_device
 
     params = P.load(args.params)
+    # Speed and memory do not depend on the weights' values: the bench builds its detectors from random
+    # initialisation instead of the experiment's pretrained backbone file (which may not exist yet).
+    if params["detector"]["backbone_weights"] == "glyph_scenes":
+        params["detector"]["backbone_weights"] = None
     threads = args.threads or (1 if args.quick else 0)
     if threads:
         torch.set_num_threads(threads)

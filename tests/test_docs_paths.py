@@ -214,13 +214,13 @@ def test_the_docs_own_data_example_plans_its_own_experiment(tmp_path):
     (data / "images").mkdir(parents=True)
     from PIL import Image
 
-    for i in (1, 2):
-        Image.new("RGB", (32, 32)).save(data / "images" / f"{i}.png")
-    coco = {"images": [{"id": i, "file_name": f"{i}.png", "width": 32, "height": 32} for i in (1, 2)],
-            "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [1, 1, 8, 8], "area": 64,
-                             "iscrowd": 0} for i in (1, 2)],
-            "categories": [{"id": 1, "name": "thing"}]}
-    for name in ("pool.json", "test.json"):
+    for i in (1, 2, 3, 4):  # distinct images: a test image may not be a pool image (one image, one identity)
+        Image.new("RGB", (32, 32), (40 * i, 0, 0)).save(data / "images" / f"{i}.png")
+    for name, ids in (("pool.json", (1, 2)), ("test.json", (3, 4))):
+        coco = {"images": [{"id": i, "file_name": f"{i}.png", "width": 32, "height": 32} for i in ids],
+                "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [1, 1, 8, 8], "area": 64,
+                                 "iscrowd": 0} for i in ids],
+                "categories": [{"id": 1, "name": "thing"}]}
         (data / name).write_text(json.dumps(coco))
     weights = re.search(r"backbone_weights: (\S+)", example)
     if weights:

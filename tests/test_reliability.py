@@ -540,6 +540,7 @@ def test_atomic_write_failing_mid_write_keeps_the_old_file(tmp_path):
     assert oct(target.stat().st_mode & 0o777) == oct(0o666 & ~aio._UMASK)
 
 
+ARTIFACT_POOL: list[str] = []  # the artifacts' pool, for argv builders that write an input first
 REPORT_PARAMS = '{"active": {"strategies": ["random"], "seeds": [0], "cycles": 1}}'
 # MI-AOD Table 2 on the digits: one cycle of a few iterations
 TABLE2_JSON = json.dumps({"device": "cpu", "num_threads": 1, "paper_reports": {"table2": {
@@ -560,6 +561,9 @@ def artifacts(trained, tmp_path_factory):
          "--cycle", "0", "--out", str(d / "selected.json")],
         ["evaluate", "--model", model, "--images", images, "--annotations", pool, "--device", "cpu",
          "--out", str(d / "exp" / "runs" / "random" / "seed0" / "cycle0" / "metrics.json")],
+        # the seed's initial labeled set, whose boxes the report counts (annotation cost)
+        ["init-split", "--pool", pool, "--size", "4", "--seed", "0",
+         "--out", str(d / "exp" / "splits" / "seed0" / "labeled.json")],
         ["report", "--params", REPORT_PARAMS, "--experiment-dir", str(d / "exp"), "--pool", pool],
         ["select-images", "--images", images, "--labeled", a["labeled"], "--model", model, "--strategy", "entropy",
          "--budget", "2", "--out", str(d / "round1"), "--device", "cpu"],
@@ -682,7 +686,35 @@ def _audit_argv(step: str, a: dict, out: Path) -> list[str]:
         "paper-table2": ["paper-table2", "--runs", a["table2_run"], "--out-dir", str(out)],
         "paper-index": ["paper-index", "--figures", str(out / "fig.png"), "--tables", a["table_md"],
                         "--out", str(out / "README.md")],
+        "pretrain": ["pretrain", "--params", PRETRAIN_JSON, "--out", str(out / "backbone.pt"),
+                     "--detector", str(out / "glyph_detector.pt"), "--summary", str(out / "pretrain.json")],
+        "check-dataset": ["check-dataset", "--pool", a["pool"], "--pool-images", a["images"], "--test", a["pool"],
+                          "--test-images", a["images"], "--params", '{"dataset": {"duplicate_images": "warn"}}',
+                          "--out", str(out / "dataset.json")],
+        "stop-set": ["stop-set", "--pool", a["pool"], "--labeled", a["labeled"], "--size", "2", "--seed", "0",
+                     "--out", str(out / "stop_set.json")],
+        "predict-stop-set": ["predict-stop-set", "--model", a["model"], "--images", a["images"], "--pool", a["pool"],
+                             "--stop-set", _stop_set(out), "--out", str(out / "stop_predictions.json"),
+                             "--device", "cpu"],
+        "selection-sheet": ["selection-sheet", "--model", a["model"], "--selected", a["selected"], "--pool", a["pool"],
+                            "--images", a["images"], "--out", str(out / "selection.png"), "--device", "cpu"],
+        "resolve-params": ["resolve-params", "--out", str(out / "resolved_params.yaml")],
     }[step]
+
+
+# The tiny detector pre-trained for two iterations on a handful of glyph scenes.
+PRETRAIN_JSON = json.dumps({**TINY, "pretrain": {"images": 4, "iterations": 2, "glyphs_per_class": 1}})
+
+
+def _stop_set(out: Path) -> str:
+    """A stop set of the artifacts' pool, beside (not in) the audited folder."""
+    path = out.parent / "stop_set_input.json"
+    if not path.exists():
+        from activedet.data.coco import load_coco
+
+        ids = [im["id"] for im in load_coco(ARTIFACT_POOL[0]).images][:2] if ARTIFACT_POOL else []
+        path.write_text(json.dumps({"seed": 0, "image_ids": ids}))
+    return str(path)
 
 
 AUDIT = [("make-dataset", "pool.json"), ("make-dataset", "000001.png"), ("init-split", "labeled.json"),
@@ -710,11 +742,15 @@ AUDIT = [("make-dataset", "pool.json"), ("make-dataset", "000001.png"), ("init-s
          ("paper-fig7", "miaod_fig7_counts.csv"), ("paper-fig4", "mgral_fig4_images.csv"),
          ("paper-table2", "miaod_table2_runs.csv"), ("paper-table5", "miaod_table5.csv"),
          ("paper-table5", "miaod_table5_steps.csv"), ("paper-table5", "miaod_table5.md"),
-         ("paper-count-tp", "tp_counts.json"), ("paper-table2-run", "table2_run.csv"), ("paper-index", "README.md")]
+         ("paper-count-tp", "tp_counts.json"), ("paper-table2-run", "table2_run.csv"), ("paper-index", "README.md"),
+         ("pretrain", "backbone.pt"), ("pretrain", "glyph_detector.pt"), ("pretrain", "pretrain.json"),
+         ("check-dataset", "dataset.json"), ("stop-set", "stop_set.json"),
+         ("predict-stop-set", "stop_predictions.json"), ("selection-sheet", "selection.png"),
+         ("resolve-params", "resolved_params.yaml")]
 
 
 @pytest.mark.parametrize("step,name", AUDIT, ids=[f"{s}:{n}" for s, n in AUDIT])
-def test_every_writer_replaces_its_file_atomically(step, name, tmp_path, artifacts, failing_replace):
+def test_every_writer_replaces_its_file_atomically(step, name, tmp_path, artifacts, failing_replace, capsys):
     """A step whose final rename of ``name`` fails leaves the old bytes there and no temp file behind.
 
     A writer that wrote to its target directly would finish the step and change the target: this is
@@ -725,11 +761,22 @@ def test_every_writer_replaces_its_file_atomically(step, name, tmp_path, artifac
         (out / "labeled.json").write_bytes(Path(artifacts["labeled"]).read_bytes())
     sentinel = {"learning_curves.png": out / "figures" / name,
                 "000001.png": out / "pool" / "images" / name}.get(name, out / name)
-    if name != "labeled.v1.json" and not (step == "import-labels" and name == "labeled.json"):
+    # make-dataset refuses a pool.json it did not write (a user's data), so none lies there before it
+    if name != "labeled.v1.json" and not (step == "import-labels" and name == "labeled.json") \
+            and (step, name) != ("make-dataset", "pool.json"):
         earlier(sentinel)
+        if step in ("select-images", "export-selection"):  # an earlier package of activedet's own, not a user's
+            from activedet.io import OWNED_MANIFEST  # written directly: every os.replace fails in this test
+
+            (sentinel.parent / OWNED_MANIFEST).write_text(json.dumps({"files": [sentinel.name]}))
     failing_replace.add(name)
-    with pytest.raises(OSError, match="simulated"):
-        main(_audit_argv(step, artifacts, out))
+    ARTIFACT_POOL[:] = [artifacts["pool"]]
+    try:  # the CLI turns an OSError into "error: ..." and exit 2; either way the write must have failed
+        rc = main(_audit_argv(step, artifacts, out))
+    except OSError as e:
+        assert "simulated" in str(e)
+    else:
+        assert rc == 2 and "simulated" in capsys.readouterr().err
     if step == "import-labels":  # the labeled file is untouched whichever of its two writes failed
         assert (out / "labeled.json").read_bytes() == Path(artifacts["labeled"]).read_bytes()
         assert not (out / "labeled.v1.json").exists() or name == "labeled.json"
