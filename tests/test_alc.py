@@ -24,10 +24,12 @@ def test_summary_alc_and_paired_difference_follow_the_trapezoid_per_seed():
     rows = []
     for seed, shift in ((0, 0.0), (1, 0.1)):
         for c, (f, m) in enumerate(zip(FRACTION, MAP)):
+            # boxes and annotation seconds in proportion to the images (the cost columns the report adds)
+            cost = {"n_boxes": int(f * 400) * 2, "annotation_s": int(f * 400) * 70.0}
             rows.append({"strategy": "random", "seed": seed, "cycle": c, "n_labeled": int(f * 400), "fraction": f,
-                         "map50": m + shift})
+                         "map50": m + shift, **cost})
             rows.append({"strategy": "x", "seed": seed, "cycle": c, "n_labeled": int(f * 400), "fraction": f,
-                         "map50": m + shift + (0.1 if c == 2 else 0.0)})  # +0.1 only at 20%
+                         "map50": m + shift + (0.1 if c == 2 else 0.0), **cost})  # +0.1 only at 20%
     s = summarize(pd.DataFrame(rows)).set_index("strategy")
     assert s.loc["random", "alc_mean"] == pytest.approx(BY_HAND + 0.05)
     # +0.1 at the 20% point adds its two neighbouring half-trapezoids: (0.10 + 0.05)/2 · 0.1 / 0.20 = 0.0375

@@ -161,6 +161,7 @@ rule train_reference:
     input:
         pool=POOL_JSON,
         test=TEST_JSON,
+        **PRETRAINED_INPUT,
     output:
         model=f"{EXP}/reference/seed{{seed}}/model.pt",
         summary=f"{EXP}/reference/seed{{seed}}/train.json",
@@ -178,7 +179,7 @@ rule train_reference:
         **res("train"),
     shell:
         "({ACTIVEDET} train --params {params.p} --images {params.images:q} --labeled {input.pool:q}"
-        " --out {output.model:q} --summary {output.summary:q} --seed {wildcards.seed} --threads {threads}"
+        " --out {output.model:q} --summary {output.summary:q} --seed {wildcards.seed} --threads {threads} {BACKBONE_ARG}"
         " && {ACTIVEDET} evaluate --model {output.model:q} --images {params.test_images:q} --annotations {input.test:q}"
         " --out {output.metrics:q} --threads {threads}) > {log:q} 2>&1"
 
