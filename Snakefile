@@ -8,7 +8,7 @@ import sys
 
 from snakemake.utils import min_version
 
-min_version("8.0")
+min_version("9.0")
 
 
 configfile: "params.yaml"

@@ -377,7 +377,8 @@ def cmd_stop_set(args) -> int:
     return 0
 
 
-def cmd_predict_stop_set(args) -> int:
+def _predict_pool_subset(args, image_ids) -> tuple[list, dict, "CocoData"]:  # noqa: F821
+    """``--model``'s detections on the pool images ``image_ids``: (COCO results, checkpoint, the subset)."""
     import torch
 
     from .engine.predict import predict
@@ -387,41 +388,32 @@ def cmd_predict_stop_set(args) -> int:
     model, ckpt = load_model(args.model, device)
     p = ckpt["params"]
     _threads(p, args)
-    pool = _load(args.pool, p)
-    ids = read_json(args.stop_set)["image_ids"]
-    subset = pool.subset(ids)
+    subset = _load(args.pool, p).subset(image_ids)
     ds = _dataset(dict(p, dataset=dict(p["dataset"], cache_images=False)), subset, args.images, ckpt["categories"])
     with torch.no_grad():
-        dets = predict(model, ds, device, args.batch_size)
+        return predict(model, ds, device, args.batch_size), ckpt, subset
+
+
+def cmd_predict_stop_set(args) -> int:
+    ids = read_json(args.stop_set)["image_ids"]
+    dets, _, _ = _predict_pool_subset(args, ids)
     write_json(args.out, dets, indent=None)
     print(f"{args.out}: {len(dets)} detections on {len(ids)} stop-set images")
     return 0
 
 
 def cmd_selection_sheet(args) -> int:
-    import torch
-
-    from .engine.predict import predict
-    from .engine.train import load_model, resolve_device
     from .hitl.boxes import SelectedImage
     from .hitl.export import boxes_by_image
     from .hitl.sheet import contact_sheet
 
-    device = resolve_device(args.device)
-    model, ckpt = load_model(args.model, device)
-    p = ckpt["params"]
-    _threads(p, args)
-    pool = _load(args.pool, p)
     sel = read_json(args.selected)
     entries = [(int(s["image_id"]), s.get("score")) for s in sel["selected"]]
-    chosen = pool.subset([i for i, _ in entries])
+    dets, ckpt, chosen = _predict_pool_subset(args, [i for i, _ in entries])
     by_id = {im["id"]: im for im in chosen.images}
     selection = [SelectedImage(rank, by_id[i]["file_name"], i, int(round(by_id[i]["width"])),
                                int(round(by_id[i]["height"])), None if score is None else float(score))
                  for rank, (i, score) in enumerate(entries, start=1)]
-    ds = _dataset(dict(p, dataset=dict(p["dataset"], cache_images=False)), chosen, args.images, ckpt["categories"])
-    with torch.no_grad():
-        dets = predict(model, ds, device, args.batch_size)
     boxes = boxes_by_image(dets, selection, ckpt["categories"], args.min_score)
     contact_sheet(args.out, args.images, selection, boxes, [c["name"] for c in ckpt["categories"]], args.title)
     print(f"{args.out}: {len(selection)} selected images with the model's boxes")
