@@ -116,8 +116,16 @@ def test_tiny_pipeline_through_the_slurm_profile_equals_a_local_run(tmp_path, cl
     assert {"rule_make_dataset", "rule_train_initial_detector", "rule_train_detector"} <= set(submitted), submitted
     assert not any(p.startswith(("rule_select_batch", "rule_merge_labels", "rule_init_split", "rule_report"))
                    for p in submitted)
-    # make_dataset, check_dataset, train_initial, 2 x train, score@0, [evaluate+score]@1, evaluate@2
-    assert sum(len(ids) for ids in submitted.values()) == 8, submitted
+    # the backbone's pre-training, the data and its check, the 100%-labeled reference, train_initial, 2 x train,
+    # score@0, [evaluate+score]@1, evaluate@2, the stopping signal's predictions at each cycle, the selection
+    # sheets of cycles 0 and 1
+    counts = {name: len(ids) for name, ids in submitted.items()}
+    assert counts == {"rule_pretrain_backbone": 1, "rule_make_dataset": 1, "rule_check_dataset": 1,
+                      "rule_train_reference": 1, "rule_train_initial_detector": 1, "rule_train_detector": 2,
+                      "group_posttrain_entropy_0_0_score_uncertainty": 1,
+                      "group_posttrain_entropy_0_1_evaluate_score_uncertainty": 1,
+                      "group_posttrain_entropy_0_2_evaluate": 1, "rule_predict_stop_set": 3,
+                      "rule_selection_sheet": 2}, str(counts)
     # GPU and wall time from the rules' resources: one GPU per training job, and one (not two) for the
     # group, whose jobs run one after the other within the sum of their runtimes
     (group,) = submitted["group_posttrain_entropy_0_1_evaluate_score_uncertainty"]
