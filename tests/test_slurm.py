@@ -147,10 +147,13 @@ def test_tiny_pipeline_through_the_slurm_profile_equals_a_local_run(tmp_path, cl
         theirs = json.loads((runs_s / path.relative_to(runs_l)).read_text())
         assert ours["selected"] == theirs["selected"], path
     models = sorted(runs_l.rglob("model.pt"))
-    assert len(models) == 4  # initial + 3 cycles
+    assert len(models) == 5  # initial + 3 cycles + the 100%-labeled reference (cost.train_reference)
     for path in models:
         a = torch.load(path, weights_only=True)["model"]
         b = torch.load(runs_s / path.relative_to(runs_l), weights_only=True)["model"]
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), path
+    # the pretrained backbone every training started from: the same bytes on both sides
+    backbone = Path("pretrained") / "backbone.pt"
+    assert (runs_l / backbone).read_bytes() == (runs_s / backbone).read_bytes()
     cols = ["strategy", "seed", "cycle", "n_labeled", "map50", "map50_area", "coco_ap"]
     pd.testing.assert_frame_equal(pd.read_csv(runs_l / "curves.csv")[cols], pd.read_csv(runs_s / "curves.csv")[cols])
