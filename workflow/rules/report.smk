@@ -161,6 +161,7 @@ rule train_reference:
     input:
         pool=POOL_JSON,
         test=TEST_JSON,
+        checked=f"{EXP}/checks/dataset.json",  # no training before every image is known to decode
         **PRETRAINED_INPUT,
     output:
         model=f"{EXP}/reference/seed{{seed}}/model.pt",
