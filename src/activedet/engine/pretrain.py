@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 
 from ..data.glyph_scenes import LETTERS, GlyphScenes
+from ..io import InputError
 from ..models.backbones import PRETRAINED_FORMAT
 from .train import Logger, load_checkpoint, save_checkpoint, train_detector
 
@@ -27,12 +28,13 @@ def pretrain_backbone(params: dict, out_path: str | Path, detector_path: str | P
     backbone: state dict of stem, stages and FPN}`` (``torch.save``; read by
     :func:`activedet.models.backbones.load_pretrained_backbone`). ``detector_path``: the whole letter
     detector's checkpoint (as ``train`` writes). Deterministic for the same params and thread count.
-    Returns the training summary. Raises ``ValueError`` for another ``detector.arch`` than tiny.
+    Returns the training summary. Raises ``InputError`` for another ``detector.arch`` than tiny or a
+    non-square ``dataset.input_size``.
     """
     log = log or Logger()
     det = params["detector"]
     if det["arch"] != "tiny":
-        raise ValueError(f"pretrain: detector.arch {det['arch']} has ImageNet weights (detector.backbone_weights); "
+        raise InputError(f"pretrain: detector.arch {det['arch']} has ImageNet weights (detector.backbone_weights); "
                          "glyph-scene pre-training is for the tiny backbone")
     cfg = params["pretrain"]
     p = {**params,
@@ -42,7 +44,7 @@ def pretrain_backbone(params: dict, out_path: str | Path, detector_path: str | P
                    "max_iterations": cfg["iterations"], "checkpoint_every": 0}}
     size = params["dataset"]["input_size"]
     if size[0] != size[1]:
-        raise ValueError(f"pretrain: dataset.input_size {size} - glyph scenes are square")
+        raise InputError(f"pretrain: dataset.input_size {size} - glyph scenes are square")
     log(f"generating {cfg['images']} glyph scenes ({len(LETTERS)} letters, seed {cfg['seed']})")
     scenes = GlyphScenes(cfg["images"], cfg["seed"], int(size[0]), cfg["glyphs_per_class"])
     summary = train_detector(p, scenes, detector_path, cfg["seed"], log=log)
