@@ -86,21 +86,27 @@ def _identity_key(images_dir: str | os.PathLike, file_name: str) -> str:
 def path_duplicates(pool: CocoData, pool_images, test: CocoData | None = None, test_images=None) -> list[str]:
     """The same image file (by path) listed twice within a split or by both splits: one problem each."""
     problems: list[str] = []
-    seen: dict[str, tuple[str, int]] = {}
     splits = [(pool, pool_images)] + ([(test, test_images)] if test is not None else [])
-    for coco, images_dir in splits:
-        for im in coco.images:
-            key = _identity_key(images_dir, im["file_name"])
-            if key in seen:
-                where, first = seen[key]
-                if where == coco.path:
-                    problems.append(f"{coco.path}: image ids {first} and {im['id']} are the same file {key}")
-                else:
-                    problems.append(f"{coco.path}: image id {im['id']} is the file {key}, image id {first} of "
-                                    f"the pool {where}: a test image must not be a pool image")
-            else:
-                seen[key] = (coco.path, im["id"])
+    keyed = ((coco.path, im["id"], _identity_key(images_dir, im["file_name"]))
+             for coco, images_dir in splits for im in coco.images)
+    for path, i, key, where, first in _repeats(keyed):
+        if where == path:
+            problems.append(f"{path}: image ids {first} and {i} are the same file {key}")
+        else:
+            problems.append(f"{path}: image id {i} is the file {key}, image id {first} of "
+                            f"the pool {where}: a test image must not be a pool image")
     return problems
+
+
+def _repeats(keyed):
+    """For ``(split path, image id, key)`` in order, each later image whose key came before:
+    ``(path, id, key, the first one's split path, the first one's id)``."""
+    seen: dict = {}
+    for path, i, key in keyed:
+        if key in seen:
+            yield (path, i, key, *seen[key])
+        else:
+            seen[key] = (path, i)
 
 
 def class_problems(pool: CocoData, test: CocoData | None) -> list[str]:
@@ -260,18 +266,13 @@ def check_dataset(pool: CocoData, pool_images, test: CocoData, test_images, dupl
             results = list(ex.map(lambda im: _decode(coco, images_dir, im), coco.images))
             errors += [p for _, p in results if p]
             digests[name] = {im["id"]: d for im, (d, _) in zip(coco.images, results) if d}
-    seen: dict[str, tuple[str, int]] = {}
-    for name, (coco, _) in splits.items():
-        for i, d in digests[name].items():
-            if d in seen:
-                where, first = seen[d]
-                if where == coco.path:
-                    dup.append(f"{coco.path}: image ids {first} and {i} have the same content (SHA-256 {d[:12]}…)")
-                else:
-                    dup.append(f"{coco.path}: image id {i} has the content of image id {first} of the pool {where} "
-                               f"(SHA-256 {d[:12]}…): a test image must not be a pool image")
-            else:
-                seen[d] = (coco.path, i)
+    keyed = ((coco.path, i, d) for name, (coco, _) in splits.items() for i, d in digests[name].items())
+    for path, i, d, where, first in _repeats(keyed):
+        if where == path:
+            dup.append(f"{path}: image ids {first} and {i} have the same content (SHA-256 {d[:12]}…)")
+        else:
+            dup.append(f"{path}: image id {i} has the content of image id {first} of the pool {where} "
+                       f"(SHA-256 {d[:12]}…): a test image must not be a pool image")
     warnings = []
     if duplicate_images == "warn":
         warnings = dup
