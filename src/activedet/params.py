@@ -87,8 +87,7 @@ def _check_consistency(p: dict, source: str) -> None:
     ds = p["dataset"]["digit_scenes"]
     if ds["min_size"] > ds["max_size"]:
         raise InputError(f"{source}: dataset.digit_scenes.min_size ({ds['min_size']}) exceeds max_size ({ds['max_size']})")
-    from .strategies import STRATEGIES
-
+    STRATEGIES = strategy_names()
     for name, v in p["variants"].items():
         if name in STRATEGIES:
             raise InputError(f"{source}: variants.{name}: the name of a registered strategy cannot name a variant")
@@ -135,3 +134,85 @@ def load(source: str | Path | dict | None) -> dict:
     except yaml.YAMLError as e:
         raise InputError(f"{path}: malformed YAML: {e}") from None
     return validate(data or {}, str(path))
+
+
+def strategy_names() -> list[str]:
+    """The registered strategies, as the schema's ``strategies`` section names them (activedet.strategies
+    registers the same names; a test keeps the two equal)."""
+    return sorted(load_schema()["properties"]["strategies"]["properties"])
+
+
+def strategy_defaults(name: str, options: dict | None = None) -> dict:
+    """``options`` of strategy ``name`` with the schema's defaults filled (validated; InputError when bad)."""
+    return validate({"strategies": {name: dict(options or {})}}, f"strategies.{name}")["strategies"][name]
+
+
+def check_experiment(p: dict, source: str = "params.yaml") -> None:
+    """Cross-field rules of a whole experiment's params, checked once before any job runs (the workflow calls
+    it; a step's partial params skip it). Raises InputError naming the key."""
+    ds = p["dataset"]
+    needed = {"coco": {k: None for k in ("pool_images", "pool_annotations", "test_images", "test_annotations")},
+              "voc": {"pool_images": "the VOCdevkit folder", "test_images": "the VOCdevkit folder",
+                      "pool_annotations": "image sets such as VOC2007/trainval,VOC2012/trainval",
+                      "test_annotations": "image sets such as VOC2007/test"}}
+    if ds["format"] not in ("digit_scenes", *needed):
+        raise InputError(f"{source}: dataset.format {ds['format']} is not supported by the pipeline yet")
+    for key, what in needed.get(ds["format"], {}).items():
+        if not ds[key]:
+            raise InputError(f"{source}: dataset.{key} must be set when dataset.format is {ds['format']}"
+                             + (f" ({what})" if what else ""))
+    seeds, paper = p["active"]["seeds"], p["paper_reports"]
+    for section in ("fig4", "fig6"):
+        seed = paper[section]["seed"]
+        if seed is not None and seed not in seeds:
+            raise InputError(f"{source}: paper_reports.{section}.seed {seed} is not one of active.seeds {seeds}")
+    fig6, selecting = paper["fig6"], list(range(p["active"]["cycles"] - 1))
+    if fig6["strategy"] in p["active"]["strategies"] and selecting:
+        variant = p["variants"].get(fig6["strategy"])
+        if (variant["strategy"] if variant else fig6["strategy"]) != "miaod":
+            raise InputError(f"{source}: paper_reports.fig6.strategy {fig6['strategy']} is not MI-AOD or a variant "
+                             f"of it")
+        if fig6["cycle"] not in selecting:
+            raise InputError(f"{source}: paper_reports.fig6.cycle {fig6['cycle']} selects no images "
+                             f"(selecting cycles: {selecting})")
+
+
+
+class AuditedParams(dict):
+    """A params tree that records every key read through ``[]``, ``get`` and ``in`` (dotted, into ``reads``).
+
+    Only for the params-contract audit (``ACTIVEDET_AUDIT_PARAMS``); :func:`plain` turns it back into dicts
+    before it is saved anywhere.
+    """
+
+    def __init__(self, data: dict, reads: set, prefix: str = ""):
+        super().__init__({k: AuditedParams(v, reads, f"{prefix}{k}.") if type(v) is dict else v
+                          for k, v in data.items()})
+        self._reads, self._prefix = reads, prefix
+
+    def __getitem__(self, key):
+        self._reads.add(f"{self._prefix}{key}")
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        self._reads.add(f"{self._prefix}{key}")
+        return super().get(key, default)
+
+    def __contains__(self, key):
+        self._reads.add(f"{self._prefix}{key}")
+        return super().__contains__(key)
+
+
+def plain(p):
+    """A params tree as plain dicts (every :class:`AuditedParams` in it unwrapped); anything else as it is."""
+    if type(p) in (dict, AuditedParams):
+        return {k: plain(v) for k, v in dict.items(p)}
+    return p
+
+
+def undeclared_reads(declared: list[str], reads) -> list[str]:
+    """The ``reads`` that no declared key covers: a read is covered by a declared key equal to it, above it
+    (``train`` covers ``train.lr``) or below it (reading ``dataset`` on the way to ``dataset.input_size``)."""
+    def covered(r):
+        return any(r == d or r.startswith(d + ".") or d.startswith(r + ".") for d in declared)
+    return sorted(r for r in set(reads) if not covered(r))

@@ -15,7 +15,7 @@ import pandas as pd
 
 from . import stopping as stop
 from .io import InputError, atomic_path, read_json
-from .paper_reports.common import colour
+from .paper.reports.common import colour
 
 STEPS = ("train", "score", "select", "merge", "evaluate", "eval_train")  # eval_train: eval_detector plain
 LEVELS = (0.90, 0.95)  # "labels to reach this share of the 100%-labeled mAP@0.5"

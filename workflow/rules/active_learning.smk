@@ -1,33 +1,39 @@
 # One active-learning cycle per strategy x seed x cycle:
-# train_detector -> score_uncertainty -> select_batch -> merge_labels -> next cycle's train_detector,
+# train -> score_uncertainty -> select_batch -> merge_labels -> next cycle's train,
 # and evaluate on the test split at every cycle. Cycle c trains on cycle c-1's merged labels.
 # active.oracle: human - select_batch -> export_for_annotation (tasks for people) and merge_labels waits
 # for {RUN}/imported_labels.json from `python -m activedet import-labels` (README: Human in the loop).
 
 
-rule train_detector:
+# Every cycle's model, by the trainer of its strategy (activedet.engine.trainers): the plain detector, MI-AOD
+# (labeled + unlabeled images of the pool) or LL4AL. eval_model.pt (role eval_): with eval_detector: plain,
+# the plain detector on an own-trainer strategy's labeled images, behind its learning curve. Cycle 0 of the
+# plain strategies and of eval_model.pt is the shared initial model (share_initial_*).
+rule train:
     input:
         labeled=labeled_before,
         pool=POOL_JSON,
         **PRETRAINED_INPUT,
     output:
-        model=f"{RUN}/model.pt",
-        summary=f"{RUN}/train.json",
+        model=f"{RUN}/{{role}}model.pt",
+        summary=f"{RUN}/{{role}}train.json",
     log:
-        f"{RUN}/logs/train.log",
+        f"{RUN}/logs/{{role}}train.log",
     benchmark:
-        f"{RUN}/benchmarks/train.tsv"
+        f"{RUN}/benchmarks/{{role}}train.tsv"
     wildcard_constraints:
-        strategy=PLAIN_STRATEGIES,
+        role="(eval_)?",
     params:
-        p=param_json(*TRAIN_KEYS),
+        p=lambda w: step_json("train", None if w.role else w.strategy),
+        strategy=train_strategy_arg,
         images=POOL_IMAGES,
     threads: config["resources"]["train"]["threads"]
     resources:
         **res("train"),
     shell:
         "{ACTIVEDET} train --params {params.p} --images {params.images:q} --labeled {input.labeled:q}"
-        " --out {output.model:q} --summary {output.summary:q} --seed {wildcards.seed} --threads {threads} {BACKBONE_ARG} > {log:q} 2>&1"
+        " --pool {input.pool:q} {params.strategy}--out {output.model:q} --summary {output.summary:q}"
+        " --seed {wildcards.seed} --threads {threads} {BACKBONE_ARG} > {log:q} 2>&1"
 
 
 # Cycle 0 of every strategy that trains the plain detector starts from the same split, seed and
@@ -46,7 +52,7 @@ rule train_initial_detector:
     benchmark:
         f"{EXP}/initial/seed{{seed}}/benchmark.tsv"
     params:
-        p=param_json(*TRAIN_KEYS),
+        p=step_json("train"),
         images=POOL_IMAGES,
         test=TEST_JSON,
         test_images=TEST_IMAGES,
@@ -82,89 +88,8 @@ rule share_initial_detector:
         " && cp {input.metrics:q} {output.metrics:q}) > {log:q} 2>&1"
 
 
-ruleorder: share_initial_detector > train_detector
+ruleorder: share_initial_detector > train
 ruleorder: share_initial_detector > evaluate
-
-
-rule train_miaod:
-    input:
-        labeled=labeled_before,
-        pool=POOL_JSON,
-        **PRETRAINED_INPUT,
-    output:
-        model=f"{RUN}/model.pt",
-        summary=f"{RUN}/train.json",
-    log:
-        f"{RUN}/logs/train.log",
-    benchmark:
-        f"{RUN}/benchmarks/train.tsv"
-    wildcard_constraints:
-        strategy=MIAOD_STRATEGIES,
-    params:
-        p=lambda w: param_json(*TRAIN_KEYS, *strategy_keys(w.strategy)),
-        images=POOL_IMAGES,
-    threads: config["resources"]["train"]["threads"]
-    resources:
-        **res("train"),
-    shell:
-        "{ACTIVEDET} train-miaod --params {params.p} --images {params.images:q} --labeled {input.labeled:q}"
-        " --pool {input.pool:q} --strategy {wildcards.strategy} --out {output.model:q} --summary {output.summary:q}"
-        " --seed {wildcards.seed} --threads {threads} {BACKBONE_ARG} > {log:q} 2>&1"
-
-
-# LL4AL: the plain recipe plus the loss-prediction module's ranking loss (its own model every cycle).
-rule train_ll4al:
-    input:
-        labeled=labeled_before,
-        pool=POOL_JSON,
-        **PRETRAINED_INPUT,
-    output:
-        model=f"{RUN}/model.pt",
-        summary=f"{RUN}/train.json",
-    log:
-        f"{RUN}/logs/train.log",
-    benchmark:
-        f"{RUN}/benchmarks/train.tsv"
-    wildcard_constraints:
-        strategy=LL4AL_STRATEGIES,
-    params:
-        p=lambda w: param_json(*TRAIN_KEYS, *strategy_keys(w.strategy)),
-        images=POOL_IMAGES,
-    threads: config["resources"]["train"]["threads"]
-    resources:
-        **res("train"),
-    shell:
-        "{ACTIVEDET} train-ll4al --params {params.p} --images {params.images:q} --labeled {input.labeled:q}"
-        " --strategy {wildcards.strategy} --out {output.model:q} --summary {output.summary:q}"
-        " --seed {wildcards.seed} --threads {threads} {BACKBONE_ARG} > {log:q} 2>&1"
-
-
-# eval_detector: plain - the learning curve of an own-trainer strategy (MI-AOD, LL4AL) from the plain
-# detector trained on its labeled images: its selection judged with the recipe of every other strategy.
-rule train_eval_detector:
-    input:
-        labeled=labeled_before,
-        pool=POOL_JSON,
-        **PRETRAINED_INPUT,
-    output:
-        model=f"{RUN}/eval_model.pt",
-        summary=f"{RUN}/eval_train.json",
-    log:
-        f"{RUN}/logs/eval_train.log",
-    benchmark:
-        f"{RUN}/benchmarks/eval_train.tsv"
-    wildcard_constraints:
-        strategy=EVAL_PLAIN_STRATEGIES,
-        cycle=r"[1-9]\d*",
-    params:
-        p=param_json(*TRAIN_KEYS),
-        images=POOL_IMAGES,
-    threads: config["resources"]["train"]["threads"]
-    resources:
-        **res("train"),
-    shell:
-        "{ACTIVEDET} train --params {params.p} --images {params.images:q} --labeled {input.labeled:q}"
-        " --out {output.model:q} --summary {output.summary:q} --seed {wildcards.seed} --threads {threads} {BACKBONE_ARG} > {log:q} 2>&1"
 
 
 # At cycle 0 that plain detector is the shared initial one (same split, seed and recipe).
@@ -190,6 +115,7 @@ rule share_initial_eval_detector:
         " && cp {input.metrics:q} {output.metrics:q}) > {log:q} 2>&1"
 
 
+ruleorder: share_initial_eval_detector > train
 ruleorder: share_initial_eval_detector > evaluate
 
 
@@ -225,7 +151,7 @@ rule score_uncertainty:
     benchmark:
         f"{RUN}/benchmarks/score.tsv"
     params:
-        p=lambda w: param_json(*IMAGE_KEYS, *strategy_keys(w.strategy)),
+        p=lambda w: step_json("score", w.strategy),
         images=POOL_IMAGES,
         model=lambda w, input: f"--model {shlex.quote(input.model)}" if "model" in input.keys() else "",
     threads: config["resources"]["score"]["threads"]
@@ -247,7 +173,7 @@ rule select_batch:
     benchmark:
         f"{RUN}/benchmarks/select.tsv"
     params:
-        p=lambda w: param_json(*strategy_keys(w.strategy)),
+        p=lambda w: step_json("select", w.strategy),
         budget=ACTIVE["budget"],
     resources:
         **res("light"),
@@ -281,7 +207,7 @@ rule merge_labels:
     benchmark:
         f"{RUN}/benchmarks/merge.tsv"
     params:
-        p=param_json("dataset.on_box_outside"),
+        p=step_json("merge"),
         budget=ACTIVE["budget"],
     resources:
         **res("light"),

@@ -4,20 +4,19 @@ import os
 import shlex
 import sys
 
-from snakemake.utils import validate
-
 from activedet import params as activedet_params
+from activedet.contract import step_params
 from activedet.io import InputError
-from activedet.paper_tables import TABLES, strategies_needed
+from activedet.paper.tables import TABLES, strategies_needed
 from activedet.strategies import STRATEGIES, resolve
 
-# Validate before any job runs: activedet's validator names the bad key plainly and checks
-# cross-field rules (known strategies, thresholds); Snakemake's fills the same defaults.
+# Validated once before any job runs, by the library (activedet.params: the schema, defaults filled, every
+# cross-field rule); the message names the bad key plainly.
 try:
     config.update(activedet_params.validate(config, "params.yaml (Snakemake config)"))
+    activedet_params.check_experiment(config, "params.yaml")
 except InputError as e:
     sys.exit(f"error: {e}")
-validate(config, "../schemas/params.schema.yaml")
 
 # The library's CLI run by the interpreter that runs Snakemake (the project's venv), whatever PATH says.
 ACTIVEDET = f"{shlex.quote(sys.executable)} -m activedet"
@@ -28,29 +27,18 @@ RUN = EXP + "/runs/{strategy}/seed{seed}/cycle{cycle}"
 # active.oracle: human - people label the selected images; merge_labels waits for {RUN}/imported_labels.json
 HUMAN = ACTIVE["oracle"] == "human"
 
-if DATASET["format"] == "digit_scenes":
-    DATA = f"{config['data_dir']}/{DATASET['name']}"
-    POOL_JSON, TEST_JSON = f"{DATA}/pool.json", f"{DATA}/test.json"
-    POOL_IMAGES, TEST_IMAGES = f"{DATA}/pool/images", f"{DATA}/test/images"
-elif DATASET["format"] == "coco":
-    for key in ("pool_images", "pool_annotations", "test_images", "test_annotations"):
-        if not DATASET[key]:
-            sys.exit(f"error: params.yaml: dataset.{key} must be set when dataset.format is coco")
+if DATASET["format"] == "coco":
     POOL_JSON, TEST_JSON = DATASET["pool_annotations"], DATASET["test_annotations"]
     POOL_IMAGES, TEST_IMAGES = DATASET["pool_images"], DATASET["test_images"]
-elif DATASET["format"] == "voc":
-    # PASCAL VOC: rule voc_to_coco writes the image sets' COCO JSON to <data_dir>/<name>/; its file names are
-    # relative to the VOCdevkit folder, the images folder of both splits.
-    for key, what in (("pool_images", "the VOCdevkit folder"), ("test_images", "the VOCdevkit folder"),
-                      ("pool_annotations", "image sets such as VOC2007/trainval,VOC2012/trainval"),
-                      ("test_annotations", "image sets such as VOC2007/test")):
-        if not DATASET[key]:
-            sys.exit(f"error: params.yaml: dataset.{key} must be set when dataset.format is voc ({what})")
+else:
+    # digit_scenes: rule make_dataset writes them; voc: rule voc_to_coco writes the image sets' COCO JSON, whose
+    # file names are relative to the VOCdevkit folder, the images folder of both splits.
     DATA = f"{config['data_dir']}/{DATASET['name']}"
     POOL_JSON, TEST_JSON = f"{DATA}/pool.json", f"{DATA}/test.json"
-    POOL_IMAGES, TEST_IMAGES = DATASET["pool_images"], DATASET["test_images"]
-else:
-    sys.exit(f"error: params.yaml: dataset.format {DATASET['format']} is not supported by the pipeline yet")
+    if DATASET["format"] == "digit_scenes":
+        POOL_IMAGES, TEST_IMAGES = f"{DATA}/pool/images", f"{DATA}/test/images"
+    else:
+        POOL_IMAGES, TEST_IMAGES = DATASET["pool_images"], DATASET["test_images"]
 
 # Everything knowable before the first job, checked before it (activedet.data.checks): every file the
 # configuration names is there (a missing one is named, never generated in its place), the annotation files
@@ -79,23 +67,11 @@ def base_of(name):
     return resolve(name, config)[0]
 
 
-def strategy_keys(name):
-    """The params a strategy (or variant) reads, for param_json."""
-    keys = [f"strategies.{base_of(name)}"]
-    return keys + [f"variants.{name}"] if name in config["variants"] else keys
-
-
 wildcard_constraints:
     strategy="|".join(STRATEGY_NAMES),
     seed=r"\d+",
     cycle=r"\d+",
 
-
-# The params every job that reads images (IMAGE_KEYS) or trains a detector (TRAIN_KEYS) passes on.
-IMAGE_KEYS = ("device", "num_threads", "dataset.input_size", "dataset.keep_ratio", "dataset.on_box_outside",
-              "dataset.cache_images", "dataset.max_image_pixels", "dataset.high_bit_scaling",
-              "dataset.keep_unused_categories")
-TRAIN_KEYS = IMAGE_KEYS + ("detector", "train")
 
 # detector.backbone_weights: glyph_scenes - every training starts from the backbone that rule
 # pretrain_backbone writes once per experiment (the papers' ImageNet-pretrained start, each cycle).
@@ -105,7 +81,8 @@ BACKBONE_ARG = f"--backbone-weights {shlex.quote(PRETRAINED)}" if PRETRAINED els
 
 
 def param_json(*keys):
-    """The named params (dotted keys, e.g. ``dataset.digit_scenes``) as one shell-quoted JSON argument.
+    """The named params (dotted keys, e.g. ``dataset.digit_scenes``) as one shell-quoted JSON argument; a key
+    the config lacks (an optional section, a strategy that is not a variant) is left out.
 
     Passing exactly what a step reads makes Snakemake's params trigger re-run only the jobs
     a changed parameter affects.
@@ -115,20 +92,32 @@ def param_json(*keys):
         src, dst = config, out
         *parents, leaf = key.split(".")
         for part in parents:
-            src, dst = src[part], dst.setdefault(part, {})
-        dst[leaf] = src[leaf]
+            src, dst = src.get(part, {}), dst.setdefault(part, {})
+        if leaf in src:
+            dst[leaf] = src[leaf]
     return shlex.quote(json.dumps(out, sort_keys=True))
 
 
-# Strategies whose models come from the plain detector training, and MI-AOD's (its own rule).
-PLAIN_STRATEGIES = "|".join(n for n in STRATEGY_NAMES if STRATEGIES[base_of(n)].trainer == "detector")
-MIAOD_STRATEGIES = "|".join(n for n in STRATEGY_NAMES if base_of(n) == "miaod")
-# LL4AL's models carry its loss-prediction module, trained with the detector (rule train_ll4al).
-LL4AL_STRATEGIES = "|".join(n for n in STRATEGY_NAMES if base_of(n) == "ll4al")
+def step_json(step, strategy=None):
+    """param_json of the params ``step`` reads (activedet.contract.STEP_PARAMS), for ``strategy``'s options."""
+    return param_json(*step_params(step, strategy, config))
+
+
+def trainer_of(name):
+    return STRATEGIES[base_of(name)].trainer
+
+
+def train_strategy_arg(w):
+    """``--strategy <name> `` where a cycle's model comes from the strategy's own trainer (not for eval_)."""
+    return "" if w.role or trainer_of(w.strategy) == "detector" else f"--strategy {w.strategy} "
+
+
+# Strategies whose models come from the plain detector training (their cycle 0 is shared).
+PLAIN_STRATEGIES = "|".join(n for n in STRATEGY_NAMES if trainer_of(n) == "detector")
 # Own-trainer strategies whose learning curve comes from the plain detector trained on their labeled
-# images (option eval_detector: plain): rules train_eval_detector / share_initial_eval_detector.
+# images (option eval_detector: plain): rule train (eval_model.pt) / share_initial_eval_detector.
 EVAL_PLAIN = [n for n in STRATEGY_NAMES
-              if STRATEGIES[base_of(n)].trainer != "detector" and resolve(n, config)[1].get("eval_detector") == "plain"]
+              if trainer_of(n) != "detector" and resolve(n, config)[1].get("eval_detector") == "plain"]
 EVAL_PLAIN_STRATEGIES = "|".join(EVAL_PLAIN) or "(?!)"  # "(?!)" matches nothing
 
 

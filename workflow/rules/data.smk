@@ -17,7 +17,7 @@ if DATASET["format"] == "digit_scenes":
         benchmark:
             f"{DATA}/make_dataset.tsv"
         params:
-            p=param_json("dataset.digit_scenes"),
+            p=step_json("make-dataset"),
             out=DATA,
         resources:
             **res("light"),
@@ -45,7 +45,7 @@ if DATASET["format"] == "voc":
         wildcard_constraints:
             split="pool|test",
         params:
-            p=param_json("dataset.on_box_outside", "dataset.classes"),
+            p=step_json("voc-to-coco"),
             root=lambda w: DATASET[f"{w.split}_images"],
             sets=lambda w: DATASET[f"{w.split}_annotations"],
             # classes read from the XML files: from both splits, so pool and test get the same category ids
@@ -75,7 +75,7 @@ rule check_dataset:
     benchmark:
         f"{EXP}/checks/check_dataset.tsv"
     params:
-        p=param_json("dataset.on_box_outside", "dataset.duplicate_images"),
+        p=step_json("check-dataset"),
         pool_images=POOL_IMAGES,
         test_images=TEST_IMAGES,
     threads: config["resources"]["score"]["threads"]
@@ -105,7 +105,7 @@ rule init_split:
     benchmark:
         f"{EXP}/splits/seed{{seed}}/init_split.tsv"
     params:
-        p=param_json("dataset.on_box_outside", "dataset.duplicate_images", "dataset.keep_unused_categories"),
+        p=step_json("init-split"),
         size=ACTIVE["initial_labeled"],
     resources:
         **res("light"),

@@ -14,7 +14,7 @@ def mgral_record_files(w):
 
 
 def mgral_params(w):
-    return param_json(*TRAIN_KEYS, *strategy_keys(w.strategy))
+    return step_json("train-agent", w.strategy)
 
 
 def mgral_outputs():
@@ -112,7 +112,7 @@ rule select_batch_mgral:
     wildcard_constraints:
         strategy=MGRAL_STRATEGIES,
     params:
-        p=lambda w: param_json(*strategy_keys(w.strategy)),
+        p=lambda w: step_json("select", w.strategy),
         budget=ACTIVE["budget"],
     resources:
         **res("light"),

@@ -14,27 +14,13 @@ PAPER_EXTRA = list(mgral_outputs()) if "mgral_outputs" in globals() else []
 
 
 def paper_seed(section):
+    """The section's seed, or the first of active.seeds (activedet.params.check_experiment refused others)."""
     seed = PAPER_CFG[section]["seed"]
-    if seed is None:
-        return ACTIVE["seeds"][0]
-    if seed not in ACTIVE["seeds"]:
-        sys.exit(f"error: params.yaml: paper_reports.{section}.seed {seed} is not one of active.seeds "
-                 f"{ACTIVE['seeds']}")
-    return seed
-
-
-def paper_params(*keys):
-    """param_json of the keys this configuration has (paper_config is optional)."""
-    return param_json(*[k for k in keys if k.split(".")[0] in config])
+    return ACTIVE["seeds"][0] if seed is None else seed
 
 
 FIG6 = PAPER_CFG["fig6"]
-FIG6_ON = FIG6["strategy"] in ACTIVE["strategies"] and bool(SELECTING_CYCLES)
-if FIG6_ON and base_of(FIG6["strategy"]) != "miaod":
-    sys.exit(f"error: params.yaml: paper_reports.fig6.strategy {FIG6['strategy']} is not MI-AOD or a variant of it")
-if FIG6_ON and FIG6["cycle"] not in SELECTING_CYCLES:
-    sys.exit(f"error: params.yaml: paper_reports.fig6.cycle {FIG6['cycle']} selects no images "
-             f"(selecting cycles: {SELECTING_CYCLES})")
+FIG6_ON = FIG6["strategy"] in ACTIVE["strategies"] and bool(SELECTING_CYCLES)  # strategy, cycle: checked
 FIG6_RUN = f"{EXP}/runs/{FIG6['strategy']}/seed{paper_seed('fig6')}/cycle{FIG6['cycle']}" if FIG6_ON else None
 
 
@@ -79,7 +65,7 @@ rule paper_fig5:
     benchmark:
         f"{PAPER}/benchmarks/miaod_fig5.tsv"
     params:
-        p=paper_params("paper_config", "paper_reports.fig5_setting", "dataset.format", "dataset.name", "detector.arch"),
+        p=step_json("paper-fig5"),
         out=PAPER,
     resources:
         **res("light"),
@@ -99,7 +85,7 @@ rule paper_mgral_fig3:
     benchmark:
         f"{PAPER}/benchmarks/mgral_fig3.tsv"
     params:
-        p=paper_params("paper_config", "paper_reports.fig5_setting", "dataset.format", "dataset.name", "detector.arch"),
+        p=step_json("paper-mgral-fig3"),
         out=PAPER,
     resources:
         **res("light"),
@@ -177,7 +163,7 @@ if SELECTING_CYCLES:
         benchmark:
             f"{PAPER}/fig7/{{strategy}}/seed{{seed}}/cycle{{cycle}}.tsv"
         params:
-            p=param_json("paper_reports.fig7"),
+            p=step_json("paper-count-tp"),
             images=POOL_IMAGES,
             device=config["device"],
         threads: config["resources"]["score"]["threads"]
@@ -226,7 +212,7 @@ if SELECTING_CYCLES:
         benchmark:
             f"{PAPER}/benchmarks/mgral_fig4.tsv"
         params:
-            p=param_json("paper_reports.fig4", "dataset.on_box_outside"),
+            p=step_json("paper-fig4"),
             images=POOL_IMAGES,
             out=PAPER,
         resources:
@@ -251,7 +237,7 @@ rule paper_table2_run:
     wildcard_constraints:
         method="random|iul_random|entropy|iul",
     params:
-        p=param_json("device", "num_threads", "paper_reports.table2"),
+        p=step_json("paper-table2-run"),
     threads: config["resources"][TABLE2_RESOURCES]["threads"]
     resources:
         **res(TABLE2_RESOURCES),

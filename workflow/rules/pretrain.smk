@@ -13,7 +13,7 @@ rule pretrain_backbone:
     benchmark:
         f"{EXP}/pretrained/benchmark.tsv"
     params:
-        p=param_json("device", "num_threads", "dataset.input_size", "detector", "train", "pretrain"),
+        p=step_json("pretrain"),
     threads: config["resources"]["pretrain"]["threads"]
     resources:
         **res("pretrain"),

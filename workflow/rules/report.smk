@@ -59,7 +59,7 @@ rule report:
     benchmark:
         f"{EXP}/benchmarks/report.tsv"
     params:
-        p=param_json("active", "variants", "dataset.on_box_outside", "cost", "stopping"),
+        p=step_json("report"),
         exp=EXP,
     resources:
         **res("light"),
@@ -81,7 +81,7 @@ rule resolved_params:
     log:
         f"{EXP}/logs/resolved_params.log",
     params:
-        p=param_json(*sorted(config)),
+        p=step_json("resolve-params"),
     resources:
         **res("light"),
     shell:
@@ -98,7 +98,7 @@ rule stop_set:
     log:
         f"{EXP}/splits/seed{{seed}}/stop_set.log",
     params:
-        p=param_json("dataset.on_box_outside"),
+        p=step_json("stop-set"),
         size=STOP["stop_set_size"],
     resources:
         **res("light"),
@@ -172,7 +172,7 @@ rule train_reference:
     benchmark:
         f"{EXP}/reference/seed{{seed}}/benchmark.tsv"
     params:
-        p=param_json(*TRAIN_KEYS),
+        p=step_json("train"),
         images=POOL_IMAGES,
         test_images=TEST_IMAGES,
     threads: config["resources"]["train"]["threads"]

@@ -155,3 +155,30 @@ def augment_batch(images: torch.Tensor, targets: list[dict], generator: torch.Ge
             keep = area >= 0.5 * area0
             boxes, targets[i]["labels"] = boxes[keep], targets[i]["labels"][keep]
         targets[i]["boxes"] = boxes.float() if boxes.dtype != torch.float32 else boxes
+
+
+def training_categories(params: dict, labeled: CocoData) -> list[dict]:
+    """The detector's classes for a labeled set, in category-id order.
+
+    A pipeline labeled set (init-split marked it) keeps the categories chosen on the whole pool; a
+    labeled file of one's own (the human-in-the-loop path, where it is all the labels there are) loses
+    those no annotation names, unless ``dataset.keep_unused_categories``.
+    """
+    from .coco import POOL_CATEGORIES_KEY, without_unused_categories
+
+    if not params["dataset"]["keep_unused_categories"] and not labeled.info.get(POOL_CATEGORIES_KEY):
+        labeled = without_unused_categories(labeled, "the labeled set")
+    return sorted(labeled.categories, key=lambda c: c["id"])
+
+
+def detector_dataset(params: dict, coco: CocoData, images_dir, categories: list[dict] | None = None
+                     ) -> DetectionDataset:
+    """The detector's dataset of ``coco`` as params ``dataset`` says (input size, aspect, caching).
+
+    ``categories`` None: a training set, whose classes :func:`training_categories` chooses; otherwise the
+    model's classes (scoring, evaluation).
+    """
+    ds = params["dataset"]
+    if categories is None:
+        categories = training_categories(params, coco)
+    return DetectionDataset(coco, images_dir, ds["input_size"], ds["keep_ratio"], ds["cache_images"], categories)

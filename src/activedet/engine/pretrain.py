@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-import torch
 
 from ..data.glyph_scenes import LETTERS, GlyphScenes
 from ..io import InputError

@@ -5,10 +5,7 @@ The checkpoint follows torchvision's detection references:
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import pickle
 import sys
 import time
 from pathlib import Path
@@ -16,25 +13,16 @@ from typing import Callable, Iterator
 
 import torch
 
+from ..checkpoint import (  # noqa: F401 (re-exported)
+    load_checkpoint,
+    load_model,
+    params_digest,
+    read_resume_state,
+    save_checkpoint,
+)
 from ..data.dataset import DetectionDataset, augment_batch, collate
-from ..io import InputError, atomic_path
+from ..device import resolve_device, set_threads  # noqa: F401 (re-exported)
 from ..models import build_model
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device: {name} requested but CUDA is not available (use device: auto or cpu)")
-    return dev
-
-
-def set_threads(n: int) -> None:
-    if n and n > 0:
-        torch.set_num_threads(n)
 
 
 def seed_everything(seed: int) -> None:
@@ -93,50 +81,6 @@ def load_batch(dataset: DetectionDataset, idx: list[int], device: torch.device):
         keep = ~t["difficult"]  # VOC difficult objects and COCO crowd regions are excluded from training
         t["boxes"], t["labels"] = t["boxes"][keep].to(device), t["labels"][keep].to(device)
     return images, targets
-
-
-def params_digest(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def save_checkpoint(path: str | Path, ckpt: dict) -> None:
-    # Saved through a file object: torch.save names the archive's records after a *path*'s stem, which
-    # would put the random temporary name into the bytes; this way the same weights give the same file.
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        torch.save(ckpt, f)
-
-
-def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """A checkpoint or resume state as a dict; InputError naming the file when it is missing, corrupt or unsafe."""
-    if not Path(path).is_file():
-        raise InputError(f"{path}: checkpoint not found")
-    try:
-        # weights_only: a checkpoint is data, never code (pickled classes or functions are refused).
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        detail = " ".join(line for line in str(e).splitlines() if "GLOBAL" in line or "Unsupported" in line)
-        if "GLOBAL" in detail:
-            raise InputError(f"{path}: refused: the file holds code or objects that are not tensors and plain data "
-                             f"(torch.load(weights_only=True): {detail.strip()})") from None
-        raise InputError(f"{path}: not a readable checkpoint (corrupt or another format): "
-                         f"{detail.strip() or str(e).splitlines()[0]}") from None
-    except (RuntimeError, EOFError, ValueError, OSError) as e:
-        raise InputError(f"{path}: not a readable checkpoint (corrupt or truncated): "
-                         f"{str(e).splitlines()[0]}") from None
-    if not isinstance(ckpt, dict):
-        raise InputError(f"{path}: not an activedet checkpoint (expected a dict, got {type(ckpt).__name__})")
-    return ckpt
-
-
-def read_resume_state(state_path: str | Path, map_location, log: Callable[[str], None]) -> dict:
-    """The resume state at ``state_path``, or {} when there is none or it cannot be read (training restarts)."""
-    if not state_path or not Path(state_path).is_file():
-        return {}
-    try:
-        return load_checkpoint(state_path, map_location=map_location)
-    except InputError as e:
-        log(f"ignoring the resume state: {e}; training starts from the beginning")
-        return {}
 
 
 class Logger:
@@ -243,18 +187,3 @@ def train_detector(params: dict, dataset: DetectionDataset, out_path: str | Path
     done = total - start
     return {"iterations": total, "seconds": seconds, "images_per_second": done * cfg["batch_size"] / max(seconds, 1e-9),
             "final_loss": history[-1]["loss"] if history else None, "n_images": len(dataset)}
-
-
-def load_model(path: str | Path, device: torch.device | str = "cpu"):
-    """Rebuild a trained detector from its checkpoint: (model in eval mode, checkpoint dict)."""
-    path = Path(path)
-    ckpt = load_checkpoint(path, map_location=device)
-    missing = [k for k in ("model", "params", "categories") if k not in ckpt]
-    if missing:
-        raise InputError(f"{path}: not an activedet checkpoint (missing {', '.join(missing)}); "
-                         f"give the model.pt that train writes, not its .resume state")
-    # The checkpoint holds every weight: the pretrained backbone file it started from is not read again.
-    params = {**ckpt["params"], "detector": {**ckpt["params"]["detector"], "backbone_weights": None}}
-    model = build_model(params, len(ckpt["categories"]), ckpt.get("method", "detector"))
-    model.load_state_dict(ckpt["model"])
-    return model.to(device).eval(), ckpt

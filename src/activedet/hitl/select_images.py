@@ -14,12 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..checkpoint import load_model
 from ..data.coco import CocoData, load_coco, unused_categories
 from ..data.dataset import DetectionDataset
 from ..data.images import configure as configure_images
+from ..device import resolve_device
 from ..engine.predict import predict
-from ..engine.train import load_model, resolve_device
-from ..io import InputError, read_json
+from ..cycle import Selection, check_budget
+from ..io import InputError
 from ..strategies import build_strategy
 from .boxes import DEFAULT_MIN_SCORE, SelectedImage
 from .export import write_annotation_package
@@ -64,8 +66,7 @@ def select_from_folder(images_dir: str | Path, labeled_path: str | Path, model_p
     checkpoint's, so the images are fed exactly as in training. ``image_options`` (a params ``dataset``
     section) sets the pixel limit and high-bit scaling of :mod:`activedet.data.images`; default: the checkpoint's.
     """
-    if budget < 1:
-        raise InputError(f"--budget must be at least 1, got {budget}")
+    check_budget(budget, budget, images_dir)  # a budget below 1 is refused before any model is loaded
     dev = resolve_device(device)
     model, ckpt = load_model(model_path, dev)
     configure_images(image_options if image_options is not None else ckpt["params"]["dataset"])
@@ -80,9 +81,7 @@ def select_from_folder(images_dir: str | Path, labeled_path: str | Path, model_p
     combined, unlabeled_ids = folder_with_labeled(images_dir, labeled)
     if not unlabeled_ids:
         raise InputError(f"{images_dir}: every image of the folder is already in {labeled_path}; nothing to select")
-    if budget > len(unlabeled_ids):
-        raise InputError(f"--budget ({budget}) is larger than the unlabeled images of {images_dir} "
-                         f"({len(unlabeled_ids)})")
+    check_budget(budget, len(unlabeled_ids), images_dir, what=f"the unlabeled images of {images_dir}")
 
     ds = params["dataset"]
     # Strategies without a model (random) read only the image records: decoding every image would be wasted.
@@ -93,11 +92,13 @@ def select_from_folder(images_dir: str | Path, labeled_path: str | Path, model_p
     else:
         scores = strategy.score(model if strategy.needs_model else None, pool, set(labeled.image_ids), dev,
                                 batch_size)
-    chosen = strategy.select(scores, budget, np.random.default_rng(seed))
-    score_of = scores.set_index("image_id")["score"]
+    chosen = Selection.from_scores(strategy_name, strategy.select(scores, budget, np.random.default_rng(seed)),
+                                   scores)
     by_id = {im["id"]: im for im in combined.images}
     selection = [SelectedImage(rank, by_id[i]["file_name"], i, int(by_id[i]["width"]), int(by_id[i]["height"]),
-                               _score_or_none(score_of[i])) for rank, i in enumerate(chosen, start=1)]
+                               _score_or_none(score))
+                 for rank, (i, score) in enumerate(zip(chosen.image_ids, chosen.scores), start=1)]
+    chosen = chosen.image_ids
     detections = _detections(model, ckpt, combined.subset(chosen), images_dir, dev, batch_size)
     out = Path(out_dir)
     command = (f"python -m activedet import-labels --export <EXPORT FILE> --selected {out / 'selected.csv'}"
@@ -119,13 +120,8 @@ def export_pipeline_selection(selected_json: str | Path, pool_path: str | Path, 
     The README names the import command that writes ``imported_path``, the file
     the human-mode ``merge_labels`` rule waits for.
     """
-    sel = read_json(selected_json)
-    try:
-        entries = [(int(s["image_id"]), s.get("score")) for s in sel["selected"]]
-        strategy = str(sel.get("strategy", "?"))
-    except (KeyError, TypeError, ValueError, AttributeError):
-        raise InputError(f"{selected_json}: expected {{'selected': [{{'image_id': ..., 'score': ...}}, ...]}}") \
-            from None
+    sel = Selection.read(selected_json)
+    entries, strategy = list(zip(sel.image_ids, sel.scores)), sel.strategy
     dev = resolve_device(device)
     model, ckpt = load_model(model_path, dev)
     configure_images(ckpt["params"]["dataset"])

@@ -50,3 +50,12 @@ def project(features: np.ndarray, dim: int = EMBEDDING_DIM) -> np.ndarray:
     out = np.zeros((n, dim), dtype=np.float32)
     out[:, :k] = z
     return out
+
+
+def pool_embeddings(model, pool, labeled_ids: set[int], device, batch_size: int, options: dict):
+    """MGRAL's scores table before the agent: one row per pool image (image_id, labeled), score NaN and the
+    ``embedding`` column - pooled FPN features of ``options["feature_levels"]``, PCA to ``embedding_dim``."""
+    from ..strategies.base import frame
+
+    features = pool_features(model, pool, device, batch_size, options["feature_levels"])
+    return frame(pool, labeled_ids, score=np.nan, embedding=list(project(features, options["embedding_dim"])))

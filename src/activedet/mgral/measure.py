@@ -15,7 +15,7 @@ import pandas as pd
 from ..io import atomic_path, read_json
 from .lookup import SOLVERS, LookupTable
 
-PAPER_DIR = Path(__file__).resolve().parents[1] / "paper_numbers"
+PAPER_DIR = Path(__file__).resolve().parents[1] / "paper" / "numbers"
 
 
 def _median_seconds(fn, repeats: int) -> float:
@@ -101,12 +101,19 @@ def time_table(params: dict, options: dict, model_path, images_dir, labeled, poo
     table and by a real proxy training each (no table), and one whole MGRAL cycle with the table
     (embeddings, ``records`` proxy runs, ``agent_iterations`` agent iterations with their fallbacks, the
     selection; the detector training every strategy shares is not counted). Paper numbers beside."""
+    from ..checkpoint import load_model
     from ..data.dataset import DetectionDataset
-    from ..engine.train import load_model, resolve_device
+    from ..device import resolve_device
     from ..strategies.mgral import MGRALStrategy
     from .agent import train_agent
     from .proxy import ProxyRunner
-    from .steps import gather_table, lookup_record, proxy_seed, train_agent_step, unlabeled_embeddings
+    from .steps import (
+        gather_table,
+        lookup_record,
+        proxy_seed,
+        train_agent_step,
+        unlabeled_embeddings,
+    )
 
     device = resolve_device(params["device"])
     model, ckpt = load_model(model_path, device)

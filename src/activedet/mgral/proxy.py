@@ -51,16 +51,17 @@ class ProxyRunner:
 
     def __init__(self, params: dict, options: dict, model_path: str | Path, labeled: CocoData, pool: CocoData,
                  images_dir: str | Path, seed: int, model=None, ckpt: dict | None = None):
+        from ..checkpoint import load_model
         from ..data.dataset import DetectionDataset
-        from ..engine.train import load_model, resolve_device
+        from ..device import resolve_device
 
         self.params, self.options, self.seed = params, options, seed
         self.device = resolve_device(params["device"])
         if model is None:
-            from ..strategies.mgral import MGRALStrategy
+            from ..checkpoint import check_trainer
 
             model, ckpt = load_model(model_path, self.device)
-            MGRALStrategy().check_model(ckpt, model_path)  # the plain detector of the cycle, not MI-AOD's
+            check_trainer(ckpt, model_path, "mgral", "detector")  # the plain detector of the cycle, not MI-AOD's
         self.teacher, self.ckpt = model.eval(), ckpt
         self.categories = ckpt["categories"]
         self.pool, self.images_dir = pool, Path(images_dir)

@@ -183,11 +183,11 @@ def run_cycle(params: dict, options: dict, model, ckpt: dict, pool_dataset, labe
               images_dir, budget: int, seed: int, cycle: int, device, batch_size: int = 64,
               log: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, dict]:
     """A whole MGRAL selection in one process: embeddings, R records, table, agent; (agent scores, compute)."""
-    from ..strategies.mgral import MGRALStrategy
+    from .embeddings import pool_embeddings
     from .proxy import ProxyRunner
 
     t0 = time.perf_counter()
-    emb = MGRALStrategy(options).score(model, pool_dataset, set(labeled.image_ids), device, batch_size)
+    emb = pool_embeddings(model, pool_dataset, set(labeled.image_ids), device, batch_size, options)
     embed_s = time.perf_counter() - t0
     runner = ProxyRunner(params, options, None, labeled, pool, images_dir, seed, model=model, ckpt=ckpt)
     records = []

@@ -26,17 +26,17 @@ class Strategy:
     trainer = "detector"  # the training rule its models come from: "detector" (plain) or a method's own
 
     def __init__(self, options: dict | None = None):
-        self.options = options or {}
+        """``options``: the strategy's params section (``strategies.<name>``, a variant's merged over it); the
+        schema's defaults fill what is missing, so a checkpoint or a caller older than an option still works."""
+        from ..params import strategy_defaults, strategy_names
+
+        self.options = strategy_defaults(self.name, options) if self.name in strategy_names() else (options or {})
 
     def check_model(self, ckpt: dict, model_path) -> None:
         """Refuse a checkpoint from another trainer (e.g. a plain detector for MI-AOD's two classifiers)."""
-        from ..io import InputError
+        from ..checkpoint import check_trainer
 
-        method = ckpt.get("method", "detector")
-        if method != self.trainer:
-            raise InputError(f"{model_path}: a model trained by '{method}', but strategy {self.name} scores with "
-                             f"a model trained by '{self.trainer}'"
-                             + (f" (python -m activedet train-{self.trainer})" if self.trainer != "detector" else ""))
+        check_trainer(ckpt, model_path, self.name, self.trainer)
 
     def score(self, model, pool: DetectionDataset, labeled_ids: set[int], device: torch.device,
               batch_size: int) -> pd.DataFrame:

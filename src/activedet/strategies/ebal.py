@@ -142,12 +142,6 @@ def divproto_select(order: list[int], prototypes: list[tuple[np.ndarray, np.ndar
 class EBALStrategy(Strategy):
     name = "ebal"
 
-    def __init__(self, options: dict | None = None):
-        from ..params import load
-
-        # Defaults from the schema: a checkpoint trained before EBAL existed has no strategies.ebal.
-        super().__init__(load({"strategies": {"ebal": options or {}}})["strategies"]["ebal"])
-
     def score(self, model, pool, labeled_ids, device, batch_size) -> pd.DataFrame:
         import torch
 

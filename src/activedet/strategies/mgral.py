@@ -10,19 +10,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .base import Strategy, frame
+from .base import Strategy
 
 
 class MGRALStrategy(Strategy):
     name = "mgral"
 
     def score(self, model, pool, labeled_ids, device, batch_size) -> pd.DataFrame:
-        from ..mgral.embeddings import pool_features, project
+        from ..mgral.embeddings import pool_embeddings
 
-        o = self.options
-        features = pool_features(model, pool, device, batch_size, o["feature_levels"])
-        embedding = project(features, o["embedding_dim"])
-        return frame(pool, labeled_ids, score=np.nan, embedding=list(embedding))
+        return pool_embeddings(model, pool, labeled_ids, device, batch_size, self.options)
 
     def select(self, scores: pd.DataFrame, budget: int, rng: np.random.Generator) -> list[int]:
         """Top-``budget`` of the agent's scores (deterministic, ties by image id)."""

@@ -13,9 +13,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..report import STEPS, _bench_seconds, cycle_dir
-from .common import (label, markdown_table, mean_std, mean_std_cell, read_curves, read_paper, seeds_label,
-                     value_columns, write_csv, write_markdown)
+from ...report import STEPS, _bench_seconds, cycle_dir
+from .common import (
+    label,
+    markdown_table,
+    mean_std,
+    mean_std_cell,
+    read_curves,
+    read_paper,
+    seeds_label,
+    value_columns,
+    write_csv,
+    write_markdown,
+)
 
 CYCLE_STEPS = ("train", "score", "select", "merge")
 SHARED_NOTE = "cycle 0 train from the shared initial job (includes its test evaluation)"

@@ -1,38 +1,38 @@
-"""MGRAL's CLI steps: ``lookup-record``, ``lookup-table``, ``train-agent``, ``mgral-time``, ``mgral-compute``.
-
-Registered into ``python -m activedet`` by :func:`add_commands`; torch is imported inside the steps only.
-"""
+"""MGRAL's steps (:mod:`activedet.mgral`): ``lookup-record``, ``lookup-table``, ``train-agent``, ``mgral-time``,
+``mgral-compute``; torch is imported inside the steps only."""
 from __future__ import annotations
 
 import json
 import time
 
+from ..cycle import check_budget
 from ..io import InputError, read_json, write_json
+from .common import configure_images, load_coco, load_params, params_arg, set_threads, threads_arg
 
 
 def _common(args):
     """Params (threads set), the MGRAL options of ``--strategy``, the labeled set and the pool."""
-    from ..cli import _load, method_inputs
+    from ..strategies import resolve
 
-    p, options, labeled = method_inputs(args, "mgral", "MGRAL")
-    return p, options, labeled, _load(args.pool, p)
-
-
-def _check_budget(args, n_unlabeled: int) -> None:
-    if args.budget < 1:
-        raise InputError(f"--budget must be at least 1, got {args.budget}")
-    if args.budget > n_unlabeled:
-        raise InputError(f"{args.pool}: active.budget ({args.budget}) is larger than the unlabeled pool "
-                         f"({n_unlabeled} images left); lower active.budget or active.cycles")
+    p = load_params(args)
+    set_threads(p, args)
+    configure_images(p)
+    base, options = resolve(args.strategy, p)
+    if base != "mgral":
+        raise InputError(f"{args.command}: --strategy {args.strategy} is not MGRAL or one of its variants")
+    labeled = load_coco(args.labeled, p)
+    if not labeled.annotations:
+        raise InputError(f"{args.labeled}: the labeled set has no boxes at all; nothing to train on")
+    return p, options, labeled, load_coco(args.pool, p)
 
 
 def cmd_lookup_record(args) -> int:
     from ..data.splits import unlabeled_ids
-    from .proxy import ProxyRunner
-    from .steps import lookup_record
+    from ..mgral.proxy import ProxyRunner
+    from ..mgral.steps import lookup_record
 
     p, options, labeled, pool = _common(args)
-    _check_budget(args, len(unlabeled_ids(pool, labeled)))
+    check_budget(args.budget, len(unlabeled_ids(pool, labeled)), args.pool)
     runner = ProxyRunner(p, options, args.model, labeled, pool, args.images, args.seed)
     rec = lookup_record(runner, labeled, pool, args.seed, args.cycle, args.record, args.budget)
     write_json(args.out, rec)
@@ -42,7 +42,7 @@ def cmd_lookup_record(args) -> int:
 
 
 def cmd_lookup_table(args) -> int:
-    from .steps import gather_table, write_parquet
+    from ..mgral.steps import gather_table, write_parquet
 
     records = [read_json(path) for path in args.records]
     table = gather_table(records, [str(path) for path in args.records])
@@ -54,13 +54,19 @@ def cmd_lookup_table(args) -> int:
 
 def cmd_train_agent(args) -> int:
     from ..engine.train import Logger
-    from .proxy import ProxyRunner
-    from .steps import read_embeddings, read_table, save_agent, train_agent_step, write_parquet
+    from ..mgral.proxy import ProxyRunner
+    from ..mgral.steps import (
+        read_embeddings,
+        read_table,
+        save_agent,
+        train_agent_step,
+        write_parquet,
+    )
 
     t0 = time.perf_counter()
     p, options, labeled, pool = _common(args)
     emb = read_embeddings(args.scores)
-    _check_budget(args, int((~emb["labeled"]).sum()))
+    check_budget(args.budget, int((~emb["labeled"]).sum()), args.pool)
     table = read_table(args.table)
 
     def runner():  # built on the first fallback only: it loads the detector and the labeled images
@@ -80,7 +86,7 @@ def cmd_train_agent(args) -> int:
 
 
 def cmd_mgral_time(args) -> int:
-    from .measure import time_table, write_time_table
+    from ..mgral.measure import time_table, write_time_table
 
     p, options, labeled, pool = _common(args)
     df = time_table(p, options, args.model, args.images, labeled, pool, args.budget, args.seed, args.iterations)
@@ -90,7 +96,7 @@ def cmd_mgral_time(args) -> int:
 
 
 def cmd_mgral_compute(args) -> int:
-    from .measure import compute_table, write_compute_table
+    from ..mgral.measure import compute_table, write_compute_table
 
     df = compute_table(args.experiment_dir, args.strategies, args.seeds, args.cycles)
     for path in write_compute_table(df, args.out_dir):
@@ -98,11 +104,7 @@ def cmd_mgral_compute(args) -> int:
     return 0
 
 
-def add_commands(add, params_arg) -> None:
-    """Add MGRAL's steps to the ``python -m activedet`` parser (``add(name, fn, help)`` makes a subparser)."""
-
-    from ..cli import THREADS_HELP
-
+def register(add) -> None:
     def cycle_inputs(sp, with_model=True):
         params_arg(sp)
         sp.add_argument("--strategy", default="mgral", help="mgral or a variant of it (params: variants)")
@@ -113,7 +115,7 @@ def add_commands(add, params_arg) -> None:
         sp.add_argument("--pool", required=True, help="COCO JSON of the pool (candidates enter without their labels)")
         sp.add_argument("--budget", type=int, required=True, help="images per batch (active.budget)")
         sp.add_argument("--seed", type=int, default=0)
-        sp.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
+        threads_arg(sp)
 
     sp = add("lookup-record", cmd_lookup_record,
              "MGRAL: one lookup-table record - a random candidate batch and its semi-supervised proxy mAP")

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..engine.miaod import phase_iterations, schedule
-from ..engine.train import batch_indices
+from ...engine.miaod import phase_iterations, schedule
+from ...engine.train import batch_indices
 from .data import as_float
 from .model import TwoHeadClassifier, build_classifier
 

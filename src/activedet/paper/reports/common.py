@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..io import InputError, atomic_path, write_text
-from ..paper_tables import PAPER_DIR
+from ...io import InputError, atomic_path, write_text
+from ..tables import PAPER_DIR
 
 # Our registered strategy names -> the method names of the published CSVs.
 PAPER_METHOD = {"miaod": "mi_aod"}

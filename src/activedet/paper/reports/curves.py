@@ -13,9 +13,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..io import InputError
-from .common import (label, colour, markdown_table, mean_std, mean_std_cell, pyplot,
-                     read_curves, read_paper, save_figure, seeds_label, value_columns, write_csv, write_markdown)
+from ...io import InputError
+from .common import (
+    colour,
+    label,
+    markdown_table,
+    mean_std,
+    mean_std_cell,
+    pyplot,
+    read_curves,
+    read_paper,
+    save_figure,
+    seeds_label,
+    value_columns,
+    write_csv,
+    write_markdown,
+)
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..io import InputError
-from ..paper_reports.common import (colour, markdown_table, mean_std, mean_std_cell, pyplot, read_paper,
+from ...io import InputError
+from ..reports.common import (colour, markdown_table, mean_std, mean_std_cell, pyplot, read_paper,
                                     save_figure, seeds_label, value_columns, write_csv, write_markdown)
 
 # The paper's rows (random selection, IUL off / on) and the methods that reproduce them.

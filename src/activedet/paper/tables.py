@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .io import atomic_path
+from ..io import atomic_path
 
-PAPER_DIR = Path(__file__).with_name("paper_numbers")
+PAPER_DIR = Path(__file__).with_name("numbers")
 
 TABLES: dict[str, dict] = {
     "miaod_table1": {

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ..io import InputError, read_json
+from ...io import InputError
 from .common import markdown_table, pyplot, save_figure, write_csv, write_markdown
 
 MAPS = ("iul", "iur", "ycls")
@@ -62,7 +62,7 @@ def anchor_heatmap(values: torch.Tensor, level_shapes: list[tuple[int, int]], le
 @torch.no_grad()
 def instance_maps(model, images: torch.Tensor) -> tuple[dict[str, torch.Tensor], list[tuple[int, int]], list[int]]:
     """Per-anchor IUL, IUR and ŷcls [B, A] of an MI-AOD model, its level shapes and anchors per level."""
-    from ..models.miaod import instance_uncertainty, mil_instance_scores
+    from ...models.miaod import instance_uncertainty, mil_instance_scores
 
     out = model(images, branches=("cls", "cls2", "mil"), return_features=True)
     f1, f2 = out["cls"], out["cls2"]
@@ -98,20 +98,19 @@ def share_in_boxes(heat: torch.Tensor, boxes: torch.Tensor) -> float:
 def write(model_path, pool_path, images_dir, selected_path, out_dir, n_images: int, device: str = "auto"
           ) -> list[Path]:
     """Fig. 6 for the first ``n_images`` of a cycle's selection (unlabeled pool images, in rank order)."""
-    from ..data.coco import load_coco
-    from ..data.dataset import DetectionDataset, collate
-    from ..engine.train import load_model, resolve_device
+    from ...checkpoint import load_model
+    from ...cycle import Selection
+    from ...data.coco import load_coco
+    from ...data.dataset import DetectionDataset, collate
+    from ...device import resolve_device
 
     dev = resolve_device(device)
     model, ckpt = load_model(model_path, dev)
     if ckpt.get("method") != "miaod":
         raise InputError(f"{model_path}: Fig. 6 needs an MI-AOD model (trained by train-miaod), "
                          f"got one trained by '{ckpt.get('method', 'detector')}'")
-    sel = read_json(selected_path)
-    try:
-        ranked = [(int(s["image_id"]), s.get("score")) for s in sel["selected"]][:n_images]
-    except (KeyError, TypeError, ValueError):
-        raise InputError(f"{selected_path}: expected selected[].image_id (the select step writes it)") from None
+    sel = Selection.read(selected_path)
+    ranked = list(zip(sel.image_ids, sel.scores))[:n_images]
     if not ranked:
         raise InputError(f"{selected_path}: no selected images to show")
     ds_cfg = ckpt["params"]["dataset"]

@@ -1,16 +1,15 @@
-"""CLI steps of the paper figures and tables (``python -m activedet paper-...``), one per pipeline job."""
+"""The papers' figures and tables (:mod:`activedet.paper`): ``python -m activedet paper-...``, one per pipeline job."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 from ..io import InputError, write_text
+from .common import load_params, params_arg
 
 
 def _params(args) -> dict:
-    from .. import params
-
-    return params.load(args.params)
+    return load_params(args)
 
 
 def _dataset_label(p: dict) -> str:
@@ -19,7 +18,7 @@ def _dataset_label(p: dict) -> str:
 
 
 def _setting(p: dict) -> str | None:
-    from .curves import resolve_setting
+    from ..paper.reports.curves import resolve_setting
 
     return resolve_setting(p["paper_reports"]["fig5_setting"], p.get("paper_config"), p["dataset"]["format"],
                            p["dataset"]["name"], p["detector"]["arch"])
@@ -32,34 +31,34 @@ def _print(paths) -> int:
 
 
 def cmd_fig5(args) -> int:
-    from .curves import write_fig5
+    from ..paper.reports.curves import write_fig5
 
     p = _params(args)
     return _print(write_fig5(args.curves, args.out_dir, _setting(p), _dataset_label(p)))
 
 
 def cmd_mgral_fig3(args) -> int:
-    from .curves import write_mgral_fig3
+    from ..paper.reports.curves import write_mgral_fig3
 
     p = _params(args)
     return _print(write_mgral_fig3(args.curves, args.out_dir, _setting(p), _dataset_label(p)))
 
 
 def cmd_table5(args) -> int:
-    from .timing import write
+    from ..paper.reports.timing import write
 
     return _print(write(args.experiment_dir, args.curves, args.out_dir))
 
 
 def cmd_fig6(args) -> int:
-    from .heatmaps import write
+    from ..paper.reports.heatmaps import write
 
     _threads(args)
     return _print(write(args.model, args.pool, args.images, args.selected, args.out_dir, args.n_images, args.device))
 
 
 def cmd_count_tp(args) -> int:
-    from .true_positives import count_run
+    from ..paper.reports.true_positives import count_run
 
     _threads(args)
     cfg = _params(args)["paper_reports"]["fig7"]
@@ -70,13 +69,13 @@ def cmd_count_tp(args) -> int:
 
 
 def cmd_fig7(args) -> int:
-    from .true_positives import write
+    from ..paper.reports.true_positives import write
 
     return _print(write(args.counts, args.out_dir))
 
 
 def cmd_fig4(args) -> int:
-    from .selections import write
+    from ..paper.reports.selections import write
 
     p = _params(args)
     return _print(write(args.selected, args.pool, args.images, args.out_dir, p["paper_reports"]["fig4"]["n_images"],
@@ -86,9 +85,9 @@ def cmd_fig4(args) -> int:
 def cmd_table2_run(args) -> int:
     import torch
 
-    from ..classification import data
-    from ..classification.active import run
-    from ..engine.train import resolve_device
+    from ..paper.classification import data
+    from ..paper.classification.active import run
+    from ..device import resolve_device
     from ..io import atomic_path
 
     p = _params(args)
@@ -103,7 +102,7 @@ def cmd_table2_run(args) -> int:
 
 
 def cmd_table2(args) -> int:
-    from ..classification.table import write
+    from ..paper.classification.table import write
 
     return _print(write(args.runs, args.out_dir))
 
@@ -141,8 +140,7 @@ def _threads(args, n: int = 0) -> None:
         torch.set_num_threads(n)
 
 
-def add_commands(add, params_arg) -> None:
-    """Register the paper steps on the main parser (``add(name, fn, help)`` returns a subparser)."""
+def register(add) -> None:
     sp = add("paper-fig5", cmd_fig5, "MI-AOD Fig. 5: our learning curves beside the paper's (PNG, CSV, Markdown)")
     params_arg(sp)
     sp.add_argument("--curves", required=True, help="curves.csv of the experiment")

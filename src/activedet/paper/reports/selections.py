@@ -13,19 +13,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..io import InputError, read_json
-from .common import (label, markdown_table, mean_std, mean_std_cell, pyplot, save_figure,
-                     write_csv, write_markdown)
+from ...cycle import Selection
+from ...io import InputError
+from .common import (
+    label,
+    markdown_table,
+    mean_std,
+    mean_std_cell,
+    pyplot,
+    save_figure,
+    write_csv,
+    write_markdown,
+)
 
 
 def _selected(path) -> tuple[dict, list[int]]:
-    sel = read_json(path)
-    try:
-        str(sel["strategy"])
-        return sel, [int(s["image_id"]) for s in sorted(sel["selected"], key=lambda s: s["rank"])]
-    except (KeyError, TypeError, ValueError):
-        raise InputError(f"{path}: expected strategy and selected[] with image_id and rank "
-                         f"(the select step writes it)") from None
+    sel = Selection.read(path)
+    return sel.to_dict(), sel.image_ids
 
 
 def batch_stats(ids: list[int], pool) -> dict:
@@ -46,8 +50,8 @@ def batch_stats(ids: list[int], pool) -> dict:
 def write(selected_files: list[str | Path], pool_path, images_dir, out_dir, n_images: int,
           on_box_outside: str = "clip") -> list[Path]:
     """``selected_files``: cycle-0 selections, one or more seeds per strategy; the first of each is drawn."""
-    from ..data.coco import check_file_name, load_coco
-    from ..data.dataset import read_image
+    from ...data.coco import check_file_name, load_coco
+    from ...data.dataset import read_image
 
     pool = load_coco(pool_path, on_box_outside)
     names = {c["id"]: c["name"] for c in pool.categories}

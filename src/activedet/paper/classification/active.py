@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..io import InputError
+from ...io import InputError
 from .data import ClassificationData
 from .train import discrepancy, predict, train_classifier
 

@@ -15,9 +15,19 @@ import pandas as pd
 import torch
 from torchvision.ops import box_iou
 
-from ..io import InputError, read_json, write_json
-from .common import (label, colour, markdown_table, mean_std, mean_std_cell, pyplot,
-                     save_figure, seeds_label, write_csv, write_markdown)
+from ...io import InputError, read_json, write_json
+from .common import (
+    colour,
+    label,
+    markdown_table,
+    mean_std,
+    mean_std_cell,
+    pyplot,
+    save_figure,
+    seeds_label,
+    write_csv,
+    write_markdown,
+)
 
 
 def xywh_to_xyxy(boxes) -> torch.Tensor:
@@ -83,18 +93,15 @@ def count_selection(detections: list[dict], ground_truth: dict, selected_ids: li
 def count_run(model_path, pool_path, images_dir, selected_path, out_path, score_threshold: float,
               iou_threshold: float, device: str = "auto", batch_size: int = 64) -> dict:
     """Detect with a cycle's model on its selected images and count the true positives (one JSON)."""
-    from ..data.coco import load_coco
-    from ..data.dataset import DetectionDataset
-    from ..engine.predict import predict
-    from ..engine.train import load_model, resolve_device
+    from ...checkpoint import load_model
+    from ...cycle import Selection
+    from ...data.coco import load_coco
+    from ...data.dataset import DetectionDataset
+    from ...device import resolve_device
+    from ...engine.predict import predict
 
-    sel = read_json(selected_path)
-    try:
-        ids = [int(s["image_id"]) for s in sel["selected"]]
-        meta = {k: sel[k] for k in ("strategy", "seed", "cycle")}
-    except (KeyError, TypeError, ValueError):
-        raise InputError(f"{selected_path}: expected a selection with strategy, seed, cycle and "
-                         f"selected[].image_id (the select step writes it)") from None
+    sel = Selection.read(selected_path)
+    ids, meta = sel.image_ids, {"strategy": sel.strategy, "seed": sel.seed, "cycle": sel.cycle}
     dev = resolve_device(device)
     model, ckpt = load_model(model_path, dev)
     ds = ckpt["params"]["dataset"]

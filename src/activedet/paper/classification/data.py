@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import InputError
+from ...io import InputError
 
 CIFAR_RECORD = 1 + 3 * 32 * 32  # the binary version: label byte, then 1024 R, 1024 G, 1024 B bytes
 CIFAR_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
