@@ -28,7 +28,8 @@ from activedet.hitl import label_studio
 from activedet.hitl.boxes import Box, SelectedImage
 from activedet.hitl.export import write_annotation_package
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers.pipeline import ROOT
+
 TOOLS = Path(os.environ.get("ACTIVEDET_TOOLS") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
              / "activedet-tools")
 TINY = {"dataset": {"digit_scenes": {"n_pool": 30, "n_test": 4}}}

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers.pipeline import ROOT
+
 sys.path.insert(0, str(ROOT))  # bench/ is a folder of the repository, not part of the installed package
 
 from bench.common import COLUMNS, Context, describe, goal_met, loglog_slope, parse_goal, write_csv

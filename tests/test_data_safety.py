@@ -22,7 +22,8 @@ from activedet.data.coco import validate_coco
 from activedet.hitl.boxes import SelectedImage
 from activedet.hitl.export import PACKAGE_FILES, write_annotation_package
 from activedet.io import InputError, stale_temp_files, write_json
-from test_pipeline import BIN, ROOT, TINY, run, workdir
+
+from helpers.pipeline import BIN, ROOT, TINY, run, workdir
 
 CATS = [{"id": 1, "name": "red"}, {"id": 2, "name": "blue"}]
 PLAN = {"initial_labeled": 4, "budget": 2, "cycles": 2, "seeds": [0], "strategies": ["random"]}

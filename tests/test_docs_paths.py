@@ -16,7 +16,8 @@ from activedet.data.coco import CocoData
 from activedet.hitl.boxes import SelectedImage
 from activedet.hitl.importer import MAX_REPORTED, _check_not_labeled
 from activedet.io import InputError
-from test_pipeline import BIN, ROOT, job_counts, run, workdir
+
+from helpers.pipeline import BIN, ROOT, job_counts, run, workdir
 
 README = (ROOT / "README.md").read_text()
 
@@ -139,7 +140,7 @@ PAPER_CONFIGS = sorted(p.stem for p in PAPER.glob("*.yaml") if not p.stem.starts
 def test_paper_configuration_refuses_to_plan_without_its_imagenet_weights(tmp_path, name):
     import yaml
 
-    from test_paper_configs import workflow_copy
+    from helpers.paper import workflow_copy
 
     d = workflow_copy(tmp_path)
     weights = yaml.safe_load((PAPER / "weights.yaml").read_text())["imagenet_weights"]
@@ -161,7 +162,7 @@ def test_paper_configuration_trains_from_its_weights_or_from_random_init_when_as
 
     import yaml
 
-    from test_paper_configs import roots_file, workflow_copy
+    from helpers.paper import roots_file, workflow_copy
 
     d = workflow_copy(tmp_path)
     roots = roots_file(tmp_path, "voc")
@@ -304,7 +305,7 @@ def test_make_reproduce_and_the_slurm_profile_use_the_readable_console():
 
 def test_paper_dry_run_prints_a_summary_of_the_plan(tmp_path):
     """voc_mgral plans thousands of jobs: the profile's dry run prints the job counts, not every job."""
-    from test_paper_configs import roots_file, workflow_copy
+    from helpers.paper import roots_file, workflow_copy
 
     d = workflow_copy(tmp_path)
     roots = roots_file(tmp_path, "voc")
@@ -357,7 +358,7 @@ def test_dvc_metrics_are_one_alc_per_strategy(tmp_path):
 def _dvc_exp_folders(d: Path, **env) -> set[str]:
     import subprocess
 
-    from test_pipeline import env as base_env
+    from helpers.pipeline import env as base_env
 
     e = {**base_env(), "DVC_EXP_NAME": "some-exp", **env}  # what `dvc exp run` sets for its stages
     p = subprocess.run([BIN / "snakemake", "-n", "--forceall"], cwd=d, env=e, capture_output=True, text=True)

@@ -471,7 +471,7 @@ def _rule_blocks(stdout: str, rule: str) -> list[str]:
 
 
 def test_pipeline_human_mode_merge_waits_for_imported_labels(tmp_path):
-    from test_pipeline import BIN, job_counts, run, workdir
+    from helpers.pipeline import BIN, job_counts, run, workdir
 
     d = workdir(tmp_path, extra={"active.oracle": "human", "active.cycles": 3,
                                  "active.strategies": ["random", "entropy"]})

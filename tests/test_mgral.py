@@ -7,7 +7,6 @@ import math
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +26,7 @@ from activedet.mgral.proxy import candidate_batch, validation_split
 from activedet.mgral.steps import gather_table, stream_seed, train_agent_step
 from activedet.strategies import build_strategy
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+from helpers.pipeline import BIN, ROOT
 
 
 def brute_w2(x, y):

@@ -21,10 +21,8 @@ from activedet.paper_reports import curves as C
 from activedet.paper_reports import heatmaps as H
 from activedet.paper_reports import timing as T
 from activedet.paper_reports import true_positives as TP
-from test_pipeline import BIN, job_counts, run
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ROOT / "tests" / "data" / "params_tiny.yaml"
+from helpers.pipeline import BIN, ROOT, TINY, job_counts, run
 
 
 # ---------------------------------------------------------------- Fig. 7: true positives

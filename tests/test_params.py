@@ -11,7 +11,7 @@ import yaml
 from activedet import params
 from activedet.io import InputError
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers.pipeline import ROOT as REPO
 
 
 # ------------------------------------------------------------------ defaults

@@ -23,8 +23,9 @@ from activedet import io as aio
 from activedet.cli import main
 from activedet.data.splits import initial_split, merge_labels, unlabeled_ids
 from activedet.io import InputError, atomic_path, write_json, write_text
-from test_pipeline import BIN, env, workdir
-from test_splits import check_invariants, make_pool
+
+from helpers.pipeline import BIN, env, workdir
+from helpers.splits import check_invariants, make_pool
 
 TINY = {"dataset": {"input_size": [32, 32]},
         "detector": {"channels": [8, 16, 16, 16], "fpn_channels": 16, "head_convs": 1, "head_channels": 16},
@@ -608,7 +609,7 @@ def artifacts(trained, tmp_path_factory):
         assert main(argv) == 0, argv
     (d / "table.md").write_text("## a table\n\n| a |\n|---|\n| 1 |\n", encoding="utf-8")
     # a VOCdevkit of one VOC2007 image for voc-to-coco
-    from test_voc import obj, write_set, write_voc
+    from helpers.voc import obj, write_set, write_voc
 
     write_voc(d / "VOCdevkit", "VOC2007", "000005", size=(32, 32), objects=[obj("chair", 2, 2, 20, 20)])
     write_set(d / "VOCdevkit", "VOC2007", "trainval", ["000005"])

@@ -6,7 +6,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +18,7 @@ from activedet import stopping as stop
 from activedet.paper_reports.common import colour
 from activedet.report import area_over_range, labels_to_reach, write_report
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+from helpers.pipeline import BIN, ROOT
 COST = {"seconds_per_image": 1.0, "seconds_per_box": 10.0, "reference_map50": 0.5}
 STOPPING = {"score_threshold": 0.5, "iou_threshold": 0.5, "threshold": 0.9, "window": 1, "flat_tolerance": 0.01}
 CATS = [{"id": 1, "name": "one"}, {"id": 2, "name": "two"}]

@@ -17,9 +17,8 @@ import pytest
 import torch
 import yaml
 
-from test_pipeline import BIN, env, workdir
+from helpers.pipeline import BIN, ROOT, env, workdir
 
-ROOT = Path(__file__).resolve().parents[1]
 CONF = Path("/etc/slurm/slurm.conf")
 MARK = "# activedet single-node test cluster"
 
