@@ -1,7 +1,7 @@
 # activedet: active learning for object detection, one DAG per experiment.
 #   snakemake --cores all                                   the default experiment (params.yaml)
 #   snakemake --cores all --configfile configs/X.yaml       another configuration
-#   snakemake --configfile configs/paper/voc_retinanet.yaml configs/paper/roots_voc.yaml   a paper's (README)
+#   snakemake --configfile configs/paper/voc_retinanet.yaml configs/paper/roots_voc.yaml   a paper's (docs/paper-scale.md)
 #   snakemake --workflow-profile workflow/profiles/slurm    on a SLURM cluster
 import os
 import sys
