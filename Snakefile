@@ -1,7 +1,7 @@
 # activedet: active learning for object detection, one DAG per experiment.
 #   snakemake --cores all                                   the default experiment (params.yaml)
 #   snakemake --cores all --configfile configs/X.yaml       another configuration
-#   snakemake --configfile configs/paper/voc_retinanet.yaml configs/paper/roots_voc.yaml   a paper's (README)
+#   snakemake --configfile configs/paper/voc_retinanet.yaml configs/paper/roots_voc.yaml   a paper's (docs/paper-scale.md)
 #   snakemake --workflow-profile workflow/profiles/slurm    on a SLURM cluster
 import os
 import sys
@@ -53,7 +53,7 @@ if _detector.get("backbone_weights") == "imagenet":
     if not os.path.isfile(_weights[_arch]):
         sys.exit(f"error: {_weights_file}: detector.backbone_weights: imagenet needs the ImageNet weights of "
                  f"{_arch}, imagenet_weights.{_arch}: {_weights[_arch]}, which does not exist. Make the file once "
-                 f"(the command is in {_weights_file}; README: Paper scale), link your copy there or edit the path; "
+                 f"(the command is in {_weights_file}; docs/paper-scale.md), link your copy there or edit the path; "
                  f"to train from random initialisation instead, say so: --config 'detector={{backbone_weights: random}}'")
     config["detector"]["backbone_weights"] = _weights[_arch]
 

@@ -7,7 +7,7 @@
 Sections (the issue's items): detector (1), miaod (2), scoring (3), evaluation (4), mgral (5),
 end_to_end (6), scaling (7); `reference` (100% vs random 10% labeled, minutes) runs only when named.
 Prints a table and merges the rows into results/bench/bench.csv (a row with the same section, name
-and device is replaced). Columns: README "Performance".
+and device is replaced). Columns: docs/performance.md.
 """
 from __future__ import annotations
 

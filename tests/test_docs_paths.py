@@ -19,7 +19,8 @@ from activedet.io import InputError
 
 from helpers.pipeline import BIN, ROOT, job_counts, run, workdir
 
-README = (ROOT / "README.md").read_text()
+# the README and the manual it links (docs/*.md): what a reader of the docs is told
+README = "\n".join(p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
 
 
 # ------------------------------------------------------------------ 21.7: the CLI's threads are the pipeline's
@@ -185,7 +186,7 @@ def test_paper_configuration_trains_from_its_weights_or_from_random_init_when_as
 
 # ------------------------------------------------------------------ 21.3 / 21.4: own data and human mode apart
 def _readme_block(after: str, lang: str) -> str:
-    """The first ```lang block of the README after the heading ``after``."""
+    """The first ```lang block of the docs after the heading ``after``."""
     text = README.split(after, 1)[1]
     return text.split(f"```{lang}\n", 1)[1].split("```", 1)[0]
 

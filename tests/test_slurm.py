@@ -95,7 +95,7 @@ def test_tiny_pipeline_through_the_slurm_profile_equals_a_local_run(tmp_path, cl
     _, local_s = snakemake(local, "--cores", "2")
 
     # The shipped profile, with this cluster's partition and account and the settings a cluster without
-    # accounting needs (squeue instead of sacct, short first status check; shared/specs/slurm-single-node.md).
+    # accounting needs (squeue instead of sacct, short first status check; docs/pipeline.md#a-one-node-slurm-for-the-test).
     profile = on_slurm / "workflow" / "profiles" / "slurm" / "config.yaml"
     settings = yaml.safe_load(profile.read_text())
     assert settings["executor"] == "slurm" and settings["retries"] >= 1 and settings["rerun-incomplete"]
