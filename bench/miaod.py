@@ -224,7 +224,7 @@ def run(ctx: Context) -> None:
         t = measured_cycle(ctx)
         ctx.add(SECTION, "MI-AOD cycle time / random cycle time", [a / b for a, b in zip(t["miaod"], t["random"])],
                 "x", goal="<= 1.25", note="short cycle measured here (no finished experiment): train, score, select")
-    paper = pd.read_csv(ROOT / "src" / "activedet" / "paper_numbers" / "miaod_table5_time.csv", comment="#")
+    paper = pd.read_csv(ROOT / "src" / "activedet" / "paper" / "numbers" / "miaod_table5_time.csv", comment="#")
     paper = paper.set_index("method")
     ctx.add(SECTION, "paper (MI-AOD Table 5): MI-AOD cycle time / random", list(paper.loc["mi_aod"] / paper.loc["random"]),
             "x", note="one TITAN V, PASCAL VOC, 5% to 20% labeled; median over the 7 cycles")

@@ -55,8 +55,11 @@ def test_cli_walkthrough_trains_and_selects_on_the_pipelines_thread_count(tmp_pa
 
     monkeypatch.setattr(activedet.engine.train, "train_detector", fake_train)
     monkeypatch.setattr(activedet.hitl.select_images, "select_from_folder", fake_select)
-    monkeypatch.setattr(cli, "_load", lambda *a, **k: types.SimpleNamespace(annotations=[1]))
-    monkeypatch.setattr(cli, "_dataset", lambda *a, **k: None)
+    import activedet.cli.train
+    import activedet.engine.trainers
+
+    monkeypatch.setattr(activedet.cli.train, "load_coco", lambda *a, **k: types.SimpleNamespace(annotations=[1]))
+    monkeypatch.setattr(activedet.engine.trainers, "detector_dataset", lambda *a, **k: None)
     before = torch.get_num_threads()
     calls = {
         "train": ["train", "--params", str(ROOT / "params.yaml"), "--images", "i", "--labeled", "l.json",

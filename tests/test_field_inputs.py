@@ -409,7 +409,7 @@ def test_init_split_reports_and_leaves_out_unannotated_categories_unless_kept(tm
                  str(pool), "--size", "3", "--seed", "0", "--out", str(kept)]) == 0
     assert [c["name"] for c in json.loads(kept.read_text())["categories"]] == ["things", "red", "blue"]
     # a pipeline labeled set keeps the pool's classes even where its own images lack one (no change of classes)
-    from activedet.cli import _classes
+    from activedet.data.dataset import training_categories as _classes
     from activedet.params import load
 
     only_red = load_coco(out)

@@ -12,15 +12,15 @@ import torch
 import yaml
 
 from activedet import params as P
-from activedet.classification import active as A
-from activedet.classification import data as D
-from activedet.classification.model import build_classifier
-from activedet.classification.train import discrepancy, set_phase, train_step
+from activedet.paper.classification import active as A
+from activedet.paper.classification import data as D
+from activedet.paper.classification.model import build_classifier
+from activedet.paper.classification.train import discrepancy, set_phase, train_step
 from activedet.io import InputError
-from activedet.paper_reports import curves as C
-from activedet.paper_reports import heatmaps as H
-from activedet.paper_reports import timing as T
-from activedet.paper_reports import true_positives as TP
+from activedet.paper.reports import curves as C
+from activedet.paper.reports import heatmaps as H
+from activedet.paper.reports import timing as T
+from activedet.paper.reports import true_positives as TP
 
 from helpers.pipeline import BIN, ROOT, TINY, job_counts, run
 

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from activedet import params as P
-from activedet.paper_tables import (TABLES, build_table, read_paper, row_strategies, strategies_needed, to_markdown,
+from activedet.paper.tables import (TABLES, build_table, read_paper, row_strategies, strategies_needed, to_markdown,
                                    write_tables)
 
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from helpers.pipeline import BIN, ROOT, TINY, job_counts, run, workdir
+from helpers.pipeline import BIN, ROOT, TINY, job_counts, run, train_counts, workdir
 
 
 @pytest.mark.parametrize("params_file", [ROOT / "params.yaml", TINY], ids=["params.yaml", "params_tiny.yaml"])
@@ -34,17 +34,19 @@ def test_every_dvc_param_is_written_in_the_params_file(params_file):
 def test_dry_run_of_default_params_lists_every_cycle_job(tmp_path):
     d = workdir(tmp_path, ROOT / "params.yaml")
     p = yaml.safe_load((ROOT / "params.yaml").read_text())["active"]
-    out = run([BIN / "snakemake", "-n", "--quiet", "rules"], d).stdout
+    out = run([BIN / "snakemake", "-n"], d).stdout
     counts = job_counts(out)
+    trained = train_counts(out, lambda s: s)  # params.yaml names no variants
     seeds = len(p["seeds"])
     runs = len(p["strategies"]) * seeds
     plain = [s for s in p["strategies"] if s not in ("miaod", "ll4al")]
     # plain-detector strategies share one cycle-0 model per seed; MI-AOD and LL4AL train their own every cycle
     assert counts["train_initial_detector"] == seeds
     assert counts["share_initial_detector"] == len(plain) * seeds
-    assert counts["train_detector"] == len(plain) * seeds * (p["cycles"] - 1)
-    assert counts["train_miaod"] == seeds * p["cycles"]
-    assert counts["train_ll4al"] == seeds * p["cycles"]
+    assert sum(trained[s] for s in plain) == len(plain) * seeds * (p["cycles"] - 1)
+    assert trained["miaod"] == seeds * p["cycles"]
+    assert trained["ll4al"] == seeds * p["cycles"]
+    assert counts["train"] == sum(trained.values())  # one training rule for every trainer
     assert counts["evaluate"] == runs * p["cycles"] - len(plain) * seeds
     for rule in ("score_uncertainty", "merge_labels"):
         assert counts[rule] == runs * (p["cycles"] - 1)
@@ -76,12 +78,14 @@ def test_eval_detector_plain_scores_with_the_own_model_and_evaluates_the_plain_o
     d = workdir(tmp_path, extra={"active.cycles": 3, "active.seeds": [0, 1],
                                  "active.strategies": ["random", "miaod", "miaod_pe", "ll4al_pe"],
                                  "variants": variants})
-    counts = job_counts(run([BIN / "snakemake", "-n", "--quiet", "rules"], d).stdout)
+    dry = run([BIN / "snakemake", "-n"], d).stdout
+    counts = job_counts(dry)
+    trained = train_counts(dry, lambda s: variants[s]["strategy"] if s in variants else s)
     # two plain-evaluated variants x 2 seeds: a plain detector at cycles 1, 2; cycle 0 is the shared initial one
-    assert counts["train_eval_detector"] == 2 * 2 * 2
+    assert trained["eval_detector"] == 2 * 2 * 2
     assert counts["share_initial_eval_detector"] == 2 * 2
     # the variants' own models only score the pool: none is trained at the last cycle
-    assert counts["train_miaod"] == 2 * 3 + 2 * 2 and counts["train_ll4al"] == 2 * 2
+    assert trained["miaod"] == 2 * 3 + 2 * 2 and trained["ll4al"] == 2 * 2
     # evaluate: random and miaod own models (minus random's shared cycle 0), the variants at cycles 1, 2
     assert counts["evaluate"] == (2 * 3 - 2) + 2 * 3 + 2 * 2 * 2
     out = run([BIN / "snakemake", "-n", "-p", "results/tiny/runs/miaod_pe/seed0/cycle1/metrics.json",
@@ -107,7 +111,8 @@ def test_every_params_argument_of_an_experiment_with_variants_validates(tmp_path
         step, value = words[words.index("-m") + 2], words[words.index("--params") + 1]
         P.validate(json.loads(value), f"{step} --params")
         checked.add(step)
-    assert {"report", "train", "train-miaod", "score", "select"} <= checked
+    assert {"report", "train", "score", "select"} <= checked
+    assert any(" -m activedet train " in line and "--strategy miaod_l2" in line for line in out.splitlines())
 
 
 @pytest.mark.parametrize("key,value,needle", [
@@ -177,7 +182,7 @@ def open_report_figure(report: Path, figure: str, tmp_path: Path) -> tuple[str, 
 
 def check_report_in_browser(d: Path, tmp_path: Path) -> None:
     """snakemake --report builds the HTML report; chromium renders its learning-curve figures."""
-    from activedet.paper_reports.common import colour
+    from activedet.paper.reports.common import colour
 
     report = d / "results" / "tiny" / "report.html"
     run([BIN / "snakemake", "--report", str(report)], d)

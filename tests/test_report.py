@@ -15,7 +15,7 @@ import yaml
 from PIL import Image
 
 from activedet import stopping as stop
-from activedet.paper_reports.common import colour
+from activedet.paper.reports.common import colour
 from activedet.report import area_over_range, labels_to_reach, write_report
 
 from helpers.pipeline import BIN, ROOT

@@ -112,7 +112,7 @@ def test_tiny_pipeline_through_the_slurm_profile_equals_a_local_run(tmp_path, cl
     submitted = {}  # slurm_logs folder (rule or group) -> SLURM job ids
     for m in re.finditer(r"submitted with SLURM jobid (\d+) \(log: .*/slurm_logs/([^/]+)/", log):
         submitted.setdefault(m.group(2), []).append(m.group(1))
-    assert {"rule_make_dataset", "rule_train_initial_detector", "rule_train_detector"} <= set(submitted), submitted
+    assert {"rule_make_dataset", "rule_train_initial_detector", "rule_train"} <= set(submitted), submitted
     assert not any(p.startswith(("rule_select_batch", "rule_merge_labels", "rule_init_split", "rule_report"))
                    for p in submitted)
     # the backbone's pre-training, the data and its check, the 100%-labeled reference, train_initial, 2 x train,
@@ -120,7 +120,7 @@ def test_tiny_pipeline_through_the_slurm_profile_equals_a_local_run(tmp_path, cl
     # sheets of cycles 0 and 1
     counts = {name: len(ids) for name, ids in submitted.items()}
     assert counts == {"rule_pretrain_backbone": 1, "rule_make_dataset": 1, "rule_check_dataset": 1,
-                      "rule_train_reference": 1, "rule_train_initial_detector": 1, "rule_train_detector": 2,
+                      "rule_train_reference": 1, "rule_train_initial_detector": 1, "rule_train": 2,
                       "group_posttrain_entropy_0_0_score_uncertainty": 1,
                       "group_posttrain_entropy_0_1_evaluate_score_uncertainty": 1,
                       "group_posttrain_entropy_0_2_evaluate": 1, "rule_predict_stop_set": 3,
@@ -129,7 +129,7 @@ def test_tiny_pipeline_through_the_slurm_profile_equals_a_local_run(tmp_path, cl
     # group, whose jobs run one after the other within the sum of their runtimes
     (group,) = submitted["group_posttrain_entropy_0_1_evaluate_score_uncertainty"]
     assert slurm_job(group)["TresPerJob"] == "gres:gpu:1" and slurm_job(group)["TimeLimit"] == "00:20:00"
-    for job in submitted["rule_train_detector"] + submitted["rule_train_initial_detector"]:
+    for job in submitted["rule_train"] + submitted["rule_train_initial_detector"]:
         info = slurm_job(job)
         assert info["TresPerJob"] == "gres:gpu:1" and info["TimeLimit"] == "00:10:00", info
         assert info["JobState"] == "COMPLETED"

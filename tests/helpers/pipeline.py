@@ -58,3 +58,25 @@ def job_counts(stdout: str) -> dict:
         elif table and counts and not parts:
             break
     return counts
+
+
+def rule_wildcards(stdout: str, rule: str) -> list[dict]:
+    """The wildcards of every job of ``rule`` in a dry run's job blocks (``snakemake -n`` without --quiet)."""
+    jobs, current = [], None
+    for line in stdout.splitlines():
+        if line.startswith("rule ") or line.startswith("localrule "):
+            current = line.split()[1].rstrip(":")
+        elif current == rule and line.strip().startswith("wildcards:"):
+            pairs = (p.split("=", 1) for p in line.split(":", 1)[1].split(", "))
+            jobs.append({k.strip(): v.strip() for k, v in pairs})
+    return jobs
+
+
+def train_counts(stdout: str, base_of) -> dict:
+    """Jobs of the one training rule per kind of model: the strategy's base (``base_of(name)``) for its own
+    model, ``eval_detector`` for an eval_model.pt."""
+    counts = {}
+    for w in rule_wildcards(stdout, "train"):
+        kind = "eval_detector" if w.get("role") else base_of(w["strategy"])
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts

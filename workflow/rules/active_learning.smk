@@ -2,7 +2,7 @@
 # train -> score_uncertainty -> select_batch -> merge_labels -> next cycle's train,
 # and evaluate on the test split at every cycle. Cycle c trains on cycle c-1's merged labels.
 # active.oracle: human - select_batch -> export_for_annotation (tasks for people) and merge_labels waits
-# for {RUN}/imported_labels.json from `python -m activedet import-labels` (README: Human in the loop).
+# for {RUN}/imported_labels.json from `python -m activedet import-labels` (docs/human-in-the-loop.md).
 
 
 # Every cycle's model, by the trainer of its strategy (activedet.engine.trainers): the plain detector, MI-AOD

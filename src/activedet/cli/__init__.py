@@ -11,6 +11,7 @@ import sys
 
 from ..io import InputError
 from . import cycle, data, hitl, mgral, paper, reports, train
+from .common import flush_audits
 
 # One module per family of steps, each registering its own commands (in this order in --help).
 FAMILIES = (data, train, cycle, reports, hitl, mgral, paper)
@@ -43,3 +44,5 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{e.filename}: " if e.filename else ""
         print(f"error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
+    finally:
+        flush_audits()

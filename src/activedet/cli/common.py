@@ -2,7 +2,6 @@
 torch thread count, and the argument groups that many steps take."""
 from __future__ import annotations
 
-import atexit
 import json
 import os
 from pathlib import Path
@@ -27,21 +26,27 @@ def load_params(args) -> dict:
     return p
 
 
+_AUDITS: list = []  # (file, step, strategy, declared, reads) of this process's steps, written by flush_audits
+
+
 def _audited(p: dict, args) -> dict:
     from ..contract import step_params
     from ..params import AuditedParams
 
     reads: set[str] = set()
     declared = step_params(args.command, getattr(args, "strategy", None), p)
-    out = Path(os.environ[AUDIT_ENV]) / f"{args.command}-{os.getpid()}.json"
-
-    def write():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"step": args.command, "strategy": getattr(args, "strategy", None),
-                                   "declared": declared, "reads": sorted(reads)}))
-
-    atexit.register(write)
+    out = Path(os.environ[AUDIT_ENV]) / f"{args.command}-{os.getpid()}-{len(_AUDITS)}.json"
+    _AUDITS.append((out, args.command, getattr(args, "strategy", None), declared, reads))
     return AuditedParams(p, reads)
+
+
+def flush_audits() -> None:
+    """Write the params-contract audit of the steps run in this process (``main`` calls it when a step ends)."""
+    while _AUDITS:
+        out, step, strategy, declared, reads = _AUDITS.pop(0)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"step": step, "strategy": strategy, "declared": declared,
+                                   "reads": sorted(reads)}))
 
 
 def configure_images(p: dict) -> None:

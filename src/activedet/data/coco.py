@@ -72,6 +72,30 @@ def check_file_name(images_dir: str | Path, file_name: str, where: str) -> Path:
     return Path(images_dir) / Path(*posix.parts)
 
 
+def _checked_box(a: dict, size: tuple[float, float], where: str, on_box_outside: str, warnings: list[str]):
+    """An annotation's bbox as floats [x, y, w, h]: four numbers, positive size, clipped to the image (with a
+    warning) or refused per ``on_box_outside``."""
+    box = a.get("bbox")
+    if not (isinstance(box, (list, tuple)) and len(box) == 4 and all(_is_number(v) for v in box)):
+        raise InputError(f"{where}: 'bbox' must be four numbers [x, y, width, height], got {box!r}")
+    x, y, w, h = (float(v) for v in box)
+    if w <= 0 or h <= 0:
+        raise InputError(f"{where}: box {box} has zero or negative size")
+    W, H = size
+    x1, y1, x2, y2 = x, y, x + w, y + h
+    eps = 1e-3
+    if x1 < -eps or y1 < -eps or x2 > W + eps or y2 > H + eps:
+        if on_box_outside == "error":
+            raise InputError(f"{where}: box {box} lies outside image {a['image_id']} of size {W:g}x{H:g} "
+                             f"(set dataset.on_box_outside: clip to clip such boxes)")
+        cx1, cy1, cx2, cy2 = max(x1, 0.0), max(y1, 0.0), min(x2, W), min(y2, H)
+        if cx2 - cx1 <= 0 or cy2 - cy1 <= 0:
+            raise InputError(f"{where}: box {box} lies entirely outside image {a['image_id']} of size {W:g}x{H:g}")
+        warnings.append(f"{where}: box {box} clipped to image {a['image_id']} of size {W:g}x{H:g}")
+        x, y, w, h = cx1, cy1, cx2 - cx1, cy2 - cy1
+    return x, y, w, h
+
+
 def validate_coco(data: dict, path: str, on_box_outside: str = "clip",
                   require_categories: bool = True) -> tuple[CocoData, list[str]]:
     """Check structure and references; return the dataset and warnings (clipped boxes).
@@ -133,24 +157,7 @@ def validate_coco(data: dict, path: str, on_box_outside: str = "clip",
         if not _is_int(a.get("category_id")) or a["category_id"] not in cat_ids:
             raise InputError(f"{where}: refers to unknown category id {a.get('category_id')!r} "
                              f"(known: {sorted(cat_ids)})")
-        box = a.get("bbox")
-        if not (isinstance(box, (list, tuple)) and len(box) == 4 and all(_is_number(v) for v in box)):
-            raise InputError(f"{where}: 'bbox' must be four numbers [x, y, width, height], got {box!r}")
-        x, y, w, h = (float(v) for v in box)
-        if w <= 0 or h <= 0:
-            raise InputError(f"{where}: box {box} has zero or negative size")
-        W, H = sizes[a["image_id"]]
-        x1, y1, x2, y2 = x, y, x + w, y + h
-        eps = 1e-3
-        if x1 < -eps or y1 < -eps or x2 > W + eps or y2 > H + eps:
-            if on_box_outside == "error":
-                raise InputError(f"{where}: box {box} lies outside image {a['image_id']} of size {W:g}x{H:g} "
-                                 f"(set dataset.on_box_outside: clip to clip such boxes)")
-            cx1, cy1, cx2, cy2 = max(x1, 0.0), max(y1, 0.0), min(x2, W), min(y2, H)
-            if cx2 - cx1 <= 0 or cy2 - cy1 <= 0:
-                raise InputError(f"{where}: box {box} lies entirely outside image {a['image_id']} of size {W:g}x{H:g}")
-            warnings.append(f"{where}: box {box} clipped to image {a['image_id']} of size {W:g}x{H:g}")
-            x, y, w, h = cx1, cy1, cx2 - cx1, cy2 - cy1
+        x, y, w, h = _checked_box(a, sizes[a["image_id"]], where, on_box_outside, warnings)
         ann = dict(a)
         ann["bbox"] = [x, y, w, h]
         ann.setdefault("area", w * h)

@@ -1,6 +1,6 @@
 """MI-AOD training within one cycle: label-set training, min- and max-discrepancy steps.
 
-Schedule as in the released code (shared/specs/mi-aod.md): phases
+Schedule as in the released code (docs/methods.md, "Training schedule within one cycle"): phases
 ``label x3, then twice [min x1, max x1, label x3]`` in units of "epochs", each
 phase with a fresh SGD optimizer. To train every strategy with the same recipe,
 the total number of labeled iterations equals the plain detector's
@@ -23,8 +23,8 @@ from ..models import build_model
 from ..models.miaod import (discrepancy, image_labels, image_scores, level_index, mil_instance_scores, mil_loss,
                             pseudo_image_labels)
 from ..models.retinanet import RetinaNet
-from .train import (Logger, batch_indices, load_batch, lr_factor, params_digest, read_resume_state, resolve_device,
-                    save_checkpoint, seed_everything, set_threads, total_iterations)
+from .train import (Logger, _finish, batch_indices, load_batch, lr_factor, params_digest, read_resume_state,
+                    resolve_device, save_checkpoint, seed_everything, set_threads, total_iterations)
 
 PHASE_UNITS = {"label": 3, "min": 1, "max": 1}
 
@@ -131,6 +131,50 @@ def set_trainable(model: RetinaNet, phase: str, frozen: set[int] = frozenset()) 
     return [p for p in model.parameters() if p.requires_grad]
 
 
+def _resume(state_path, digest: str, model, phases: list[str], device, total: int, log):
+    """(phase, iteration, history, optimizer state or None) from a resume state with the same ``digest``; a state
+    saved inside a phase carries that phase's optimizer. (0, 0, [], None) otherwise."""
+    if not (state_path and Path(state_path).is_file()):
+        return 0, 0, [], None
+    state = read_resume_state(state_path, device, log)
+    if state.get("digest") != digest:
+        return 0, 0, [], None
+    model.load_state_dict(state["model"])
+    log(f"resumed from {state_path} at phase {state['phase']} ({phases[state['phase']]}), "
+        f"iteration {state['iteration']}/{total}")
+    return state["phase"], state["iteration"], state["history"], state.get("optimizer")
+
+
+def _iteration(model, opt, trainable, phase: str, batch, next_unlabeled, params: dict, mcfg: dict, seed: int,
+               it: int):
+    """One iteration: the labeled step (Eq. 1, + Eq. 6 with IUR), then in min/max phases the unlabeled step on
+    the batch ``next_unlabeled()`` loads (Eqs. 2-3 re-weighted). (labeled loss, unlabeled loss or None);
+    ``batch`` is augmented in place."""
+    cfg = params["train"]
+    images, targets = batch
+    if cfg["augment"]["enabled"]:
+        augment_batch(images, targets, torch.Generator().manual_seed(seed * 7919 + it), cfg["augment"])
+    use_mil = mcfg["iur"] and mcfg["iur_set"] in ("labeled", "all") and phase != "max"
+    loss_l = labeled_loss(model, head_outputs(model, images, phase, use_mil=use_mil), images, targets,
+                          params, use_mil, mcfg["instance_loss"])
+    opt.zero_grad(set_to_none=True)
+    loss_l.backward()
+    if cfg["grad_clip"]:
+        torch.nn.utils.clip_grad_norm_(trainable, cfg["grad_clip"])
+    opt.step()
+    loss_u = None
+    if phase in ("min", "max"):
+        u_images, _ = next_unlabeled()
+        loss_u = unlabeled_loss(model, head_outputs(model, u_images, phase, labeled=False), mcfg,
+                                maximize=phase == "max")
+        opt.zero_grad(set_to_none=True)
+        loss_u.backward()
+        if cfg["grad_clip"]:
+            torch.nn.utils.clip_grad_norm_(trainable, cfg["grad_clip"])
+        opt.step()
+    return loss_l, loss_u
+
+
 def train_miaod(params: dict, labeled: DetectionDataset, unlabeled: DetectionDataset, out_path: str | Path,
                 seed: int, state_path: str | Path | None = None, log: Callable[[str], None] | None = None,
                 options: dict | None = None) -> dict:
@@ -156,14 +200,7 @@ def train_miaod(params: dict, labeled: DetectionDataset, unlabeled: DetectionDat
     digest = params_digest({"params": {"detector": params["detector"], "train": cfg, "miaod": mcfg}, "seed": seed,
                             "labeled": [r[0]["id"] for r in labeled.records],
                             "unlabeled": [r[0]["id"] for r in unlabeled.records]})
-    start_phase, start_it, history, opt_state = 0, 0, [], None
-    if state_path and Path(state_path).is_file():
-        state = read_resume_state(state_path, device, log)
-        if state.get("digest") == digest:
-            model.load_state_dict(state["model"])
-            start_phase, start_it, history = state["phase"], state["iteration"], state["history"]
-            opt_state = state.get("optimizer")  # a state saved inside a phase carries that phase's optimizer
-            log(f"resumed from {state_path} at phase {start_phase} ({phases[start_phase]}), iteration {start_it}/{total}")
+    start_phase, start_it, history, opt_state = _resume(state_path, digest, model, phases, device, total, log)
     # Every iteration draws one labeled batch; only min/max iterations draw an unlabeled one, so a resumed
     # run continues the unlabeled stream at the number of unlabeled batches already consumed.
     done_in_phase = start_it - sum(counts[:start_phase])
@@ -188,27 +225,9 @@ def train_miaod(params: dict, labeled: DetectionDataset, unlabeled: DetectionDat
         for j in range(first, n):
             for g in opt.param_groups:
                 g["lr"] = cfg["lr"] * lr_at(it)
-            images, targets = load_batch(labeled, next(labeled_batches), device)
-            if cfg["augment"]["enabled"]:
-                augment_batch(images, targets, torch.Generator().manual_seed(seed * 7919 + it), cfg["augment"])
-            use_mil = mcfg["iur"] and mcfg["iur_set"] in ("labeled", "all") and phase != "max"
-            loss_l = labeled_loss(model, head_outputs(model, images, phase, use_mil=use_mil), images, targets,
-                                  params, use_mil, mcfg["instance_loss"])
-            opt.zero_grad(set_to_none=True)
-            loss_l.backward()
-            if cfg["grad_clip"]:
-                torch.nn.utils.clip_grad_norm_(trainable, cfg["grad_clip"])
-            opt.step()
-            loss_u = None
-            if phase in ("min", "max"):
-                u_images, _ = load_batch(unlabeled, next(unlabeled_batches), device)
-                loss_u = unlabeled_loss(model, head_outputs(model, u_images, phase, labeled=False), mcfg,
-                                        maximize=phase == "max")
-                opt.zero_grad(set_to_none=True)
-                loss_u.backward()
-                if cfg["grad_clip"]:
-                    torch.nn.utils.clip_grad_norm_(trainable, cfg["grad_clip"])
-                opt.step()
+            batch = load_batch(labeled, next(labeled_batches), device)
+            next_unlabeled = lambda: load_batch(unlabeled, next(unlabeled_batches), device)  # noqa: E731
+            loss_l, loss_u = _iteration(model, opt, trainable, phase, batch, next_unlabeled, params, mcfg, seed, it)
             value = float(loss_l.detach())
             if not math.isfinite(value):
                 raise FloatingPointError(f"MI-AOD training diverged at iteration {it} ({phase}); lower train.lr")
@@ -230,9 +249,7 @@ def train_miaod(params: dict, labeled: DetectionDataset, unlabeled: DetectionDat
     ckpt = {"model": model.state_dict(), "optimizer": None, "lr_scheduler": None, "epoch": len(phases),
             "iteration": total, "params": params, "seed": seed, "categories": labeled.categories,
             "history": history, "n_images": len(labeled), "method": "miaod"}
-    save_checkpoint(out_path, ckpt)
-    if state_path and Path(state_path).is_file():
-        Path(state_path).unlink()
+    _finish(out_path, ckpt, state_path)
     print(f"trained MI-AOD: {total} labeled iterations in {seconds:.1f}s", file=sys.stderr)
     return {"iterations": total, "seconds": seconds, "n_images": len(labeled), "n_unlabeled": len(unlabeled),
             "phases": list(zip(phases, counts)), "final_loss": history[-1]["loss"] if history else None}

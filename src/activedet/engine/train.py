@@ -91,6 +91,38 @@ class Logger:
         print(f"[{time.perf_counter() - self.t0:7.1f}s] {msg}", file=self.stream, flush=True)
 
 
+def _resume(state_path, digest: str, model, opt, sched, device, total: int, log) -> tuple[int, list]:
+    """(start iteration, history) from a resume state written with the same ``digest``; (0, []) otherwise."""
+    if not (state_path and Path(state_path).is_file()):
+        return 0, []
+    state = read_resume_state(state_path, device, log)
+    if state.get("digest") != digest:
+        return 0, []
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["lr_scheduler"])
+    log(f"resumed from {state_path} at iteration {state['iteration']}/{total}")
+    return state["iteration"], state["history"]
+
+
+def _history_row(it: int, losses: dict, opt, stats: dict) -> dict:
+    return {"iteration": it + 1, "loss": float(losses["loss"].detach()), "loss_cls": float(losses["loss_cls"].detach()),
+            "loss_reg": float(losses["loss_reg"].detach()), "lr": opt.param_groups[0]["lr"], **stats}
+
+
+def _progress_bar(total: int, start: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, desc="train", file=sys.stderr)
+
+
+def _finish(out_path, ckpt: dict, state_path) -> None:
+    """Write the checkpoint, then drop the resume state it supersedes."""
+    save_checkpoint(out_path, ckpt)
+    if state_path and Path(state_path).is_file():
+        Path(state_path).unlink()
+
+
 def train_detector(params: dict, dataset: DetectionDataset, out_path: str | Path, seed: int,
                    state_path: str | Path | None = None, log: Callable[[str], None] | None = None,
                    objective=None) -> dict:
@@ -120,23 +152,11 @@ def train_detector(params: dict, dataset: DetectionDataset, out_path: str | Path
     if objective is not None:  # the plain detector's digest stays as it was, so its resume states stay valid
         digest_of["method"] = {"name": method, "options": objective.options}
     digest = params_digest(digest_of)
-    start, history = 0, []
-    if state_path and Path(state_path).is_file():
-        state = read_resume_state(state_path, device, log)
-        if state.get("digest") == digest:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["lr_scheduler"])
-            start, history = state["iteration"], state["history"]
-            log(f"resumed from {state_path} at iteration {start}/{total}")
+    start, history = _resume(state_path, digest, model, opt, sched, device, total, log)
     model.train()
     t0 = time.perf_counter()
     batches = batch_indices(len(dataset), cfg["batch_size"], seed, start)
-    progress = None
-    if cfg["progress"]:
-        from tqdm import tqdm
-
-        progress = tqdm(total=total, initial=start, desc="train", file=sys.stderr)
+    progress = _progress_bar(total, start) if cfg["progress"] else None
     running = 0.0
     for it in range(start, total):
         images, targets = load_batch(dataset, next(batches), device)
@@ -164,8 +184,7 @@ def train_detector(params: dict, dataset: DetectionDataset, out_path: str | Path
             progress.update(1)
             progress.set_postfix(loss=f"{running:.3f}")
         if (it + 1) % 50 == 0 or it + 1 == total:
-            history.append({"iteration": it + 1, "loss": loss, "loss_cls": float(losses["loss_cls"].detach()),
-                            "loss_reg": float(losses["loss_reg"].detach()), "lr": opt.param_groups[0]["lr"], **stats})
+            history.append(_history_row(it, losses, opt, stats))
             if not progress:
                 log(f"iter {it + 1}/{total} loss {running:.4f} lr {opt.param_groups[0]['lr']:.5f}")
         if state_path and cfg["checkpoint_every"] and (it + 1) % cfg["checkpoint_every"] == 0 and it + 1 < total:
@@ -179,11 +198,8 @@ def train_detector(params: dict, dataset: DetectionDataset, out_path: str | Path
     ckpt = {"model": model.state_dict(), "optimizer": opt.state_dict(), "lr_scheduler": sched.state_dict(),
             "epoch": total / n_per_epoch, "iteration": total, "params": params, "seed": seed,
             "categories": dataset.categories, "history": history, "n_images": len(dataset)}
-    if objective is not None:  # load_model rebuilds the method's modules; plain checkpoints stay as they were
-        ckpt["method"] = method
-    save_checkpoint(out_path, ckpt)
-    if state_path and Path(state_path).is_file():
-        Path(state_path).unlink()
+    # load_model rebuilds the method's modules; plain checkpoints stay as they were
+    _finish(out_path, ckpt if objective is None else {**ckpt, "method": method}, state_path)
     done = total - start
     return {"iterations": total, "seconds": seconds, "images_per_second": done * cfg["batch_size"] / max(seconds, 1e-9),
             "final_loss": history[-1]["loss"] if history else None, "n_images": len(dataset)}

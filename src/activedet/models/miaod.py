@@ -1,7 +1,7 @@
 """MI-AOD losses (Yuan et al., CVPR 2021), batched over images, levels and anchors.
 
 Follows the authors' released code where it differs from the paper (see
-``shared/specs/mi-aod.md``): the MIL weight is a per-level softmax over anchors
+``docs/methods.md``, "The MIL image score"): the MIL weight is a per-level softmax over anchors
 of ``max_c sigmoid((f1 + f2) / 2)``, the image score takes the maximum over
 levels, and the max step minimises ``(1 - |Δ|) * w`` instead of ``-|Δ| * w``.
 Per-level operations use segment reductions over a level index, so no Python
