@@ -4,6 +4,7 @@ tracked file, and one training rule in the workflow.
 
 Each check is a function of tests/helpers/architecture.py, run on a small tree of its own here first."""
 import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -229,3 +230,20 @@ def test_the_workflow_has_one_training_rule():
 def test_no_two_workflow_rules_are_identical():
     same = identical_rules(workflow_rules())
     assert not same, f"rules with identical bodies: {same}"
+
+
+def test_the_library_imports_without_the_pipeline_tools():
+    """`pip install activedet` (no [pipeline] extra): every module of the library imports with Snakemake and DVC
+    absent."""
+    code = textwrap.dedent("""\
+        import importlib, pkgutil, sys
+        for name in ("snakemake", "dvc", "snakemake_executor_plugin_slurm"):
+            sys.modules[name] = None  # an import of it fails as if it were not installed
+        import activedet
+        for m in pkgutil.walk_packages(activedet.__path__, "activedet."):
+            if m.name == "activedet.__main__":  # runs the CLI
+                continue
+            importlib.import_module(m.name)
+        """)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 0, p.stderr[-2000:]

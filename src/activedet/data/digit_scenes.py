@@ -83,40 +83,50 @@ __all__ = ["DEFAULTS", "GENERATOR_VERSION", "class_frequencies", "generate", "lo
 GENERATOR_VERSION = 1
 N_CLASSES = 10
 
+def _schema_defaults() -> dict[str, Any]:
+    """The defaults of params ``dataset.digit_scenes`` (their one source), pairs as tuples."""
+    from ..params import load_schema
+
+    section = load_schema()["properties"]["dataset"]["properties"]["digit_scenes"]["properties"]
+    return {k: tuple(v["default"]) if isinstance(v["default"], list) else v["default"] for k, v in section.items()}
+
+
+_SCHEMA = _schema_defaults()
+# The generator's knobs: those params.yaml exposes (dataset.digit_scenes) with the schema's defaults, the rest here.
 DEFAULTS: dict[str, Any] = {
     # sizes of the splits and images
-    "n_pool": 2000,
-    "n_test": 500,
-    "image_size": 64,
+    "n_pool": _SCHEMA["n_pool"],
+    "n_test": _SCHEMA["n_test"],
+    "image_size": _SCHEMA["image_size"],
     # classes
-    "imbalance": 20.0,
+    "imbalance": _SCHEMA["imbalance"],
     "class_order_seed": 0,
     "test_source_fraction": 0.3,
     # objects per image
-    "p_empty": 0.1,
-    "max_objects": 5,
+    "p_empty": _SCHEMA["p_empty"],
+    "max_objects": _SCHEMA["max_objects"],
     "object_decay": 0.6,
     # rendering of the objects
-    "min_size": 12,
-    "max_size": 30,
+    "min_size": _SCHEMA["min_size"],
+    "max_size": _SCHEMA["max_size"],
     "aspect_jitter": 0.1,
     "ink_threshold": 0.25,
-    "max_overlap": 0.1,
+    "max_overlap": _SCHEMA["max_overlap"],
     "max_object_cover": 0.3,
     "placement_tries": 20,
     "object_intensity_range": (0.8, 1.0),
     # clutter
-    "distractor_mean": 1.5,
+    "distractor_mean": _SCHEMA["distractor_mean"],
     "max_distractors": 8,
     "distractor_weights": (0.4, 0.2, 0.4),  # stroke, blob, fragment
     "distractor_max_cover": 0.05,
     "fragment_max_ink": 0.5,
     # appearance
-    "contrast_range": (0.35, 1.0),
+    "contrast_range": _SCHEMA["contrast_range"],
     "p_invert": 0.3,
     "tint": 0.15,
     "gradient": 0.15,
-    "noise_range": (0.0, 0.12),
+    "noise_range": _SCHEMA["noise_range"],
     "noise_contrast_cap": 0.2,
     "p_blur": 0.3,
     "blur_sigma_range": (0.3, 0.8),

@@ -95,6 +95,10 @@ def share_in_boxes(heat: torch.Tensor, boxes: torch.Tensor) -> float:
     return float(heat[inside.any(dim=0)].sum() / heat.sum())
 
 
+def _or_unknown(value):
+    return "?" if value is None else value
+
+
 def write(model_path, pool_path, images_dir, selected_path, out_dir, n_images: int, device: str = "auto"
           ) -> list[Path]:
     """Fig. 6 for the first ``n_images`` of a cycle's selection (unlabeled pool images, in rank order)."""
@@ -132,7 +136,7 @@ def write(model_path, pool_path, images_dir, selected_path, out_dir, n_images: i
     table = pd.DataFrame(rows)
     out_dir = Path(out_dir)
     _plot(images.cpu(), targets, heat, names, out_dir / "miaod_fig6.png",
-          f"MI-AOD Fig. 6: {sel.get('strategy', '?')}, seed {sel.get('seed', '?')}, cycle {sel.get('cycle', '?')} "
+          f"MI-AOD Fig. 6: {sel.strategy}, seed {_or_unknown(sel.seed)}, cycle {_or_unknown(sel.cycle)} "
           f"model, its top-{len(ranked)} selected (unlabeled) images")
     shares = {k: table[f"{k} share in boxes"].mean() for k in MAPS}
     caption = ("The paper shows example heatmaps without numbers. Ours for the first selected images of "
