@@ -85,12 +85,16 @@ def _expected_json(config, keys):
     """What the workflow's param_json builds from the declared keys the config has."""
     out = {}
     for key in keys:
-        src, dst = config, out
         *parents, leaf = key.split(".")
+        src = config
         for part in parents:
-            src, dst = src.get(part, {}), dst.setdefault(part, {})
-        if leaf in src:
-            dst[leaf] = src[leaf]
+            src = src.get(part, {})
+        if leaf not in src:  # no empty parent either: the JSON (and the params tree a step rebuilds) stays as before
+            continue
+        dst = out
+        for part in parents:
+            dst = dst.setdefault(part, {})
+        dst[leaf] = src[leaf]
     return out
 
 
