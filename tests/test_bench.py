@@ -284,3 +284,24 @@ def test_quick_run_writes_every_section(tmp_path):
     assert df["name"].str.match(r"coreset: k-center greedy, 4 centres from 112 images").any()
     assert (tmp_path / "bench" / "scaling_quick_cpu.png").is_file()
     assert not list((tmp_path / "bench").glob(".scratch-*"))  # the scratch folder is removed
+
+
+def test_job_table_sums_benchmark_files_per_kind_of_job(tmp_path):
+    from bench.job_table import job_table
+
+    def tsv(path, s, cpu):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"s\th:m:s\tmax_rss\tcpu_time\n{s}\t0:00:01\t10\t{cpu}\n")
+
+    exp = tmp_path / "exp"
+    tsv(exp / "runs" / "random" / "seed0" / "cycle1" / "benchmarks" / "train.tsv", 10.0, 9.0)
+    tsv(exp / "runs" / "entropy" / "seed0" / "cycle1" / "benchmarks" / "train.tsv", 20.0, 18.0)
+    tsv(exp / "runs" / "mgral" / "seed0" / "cycle1" / "benchmarks" / "lookup_record3.tsv", 5.0, 4.0)
+    tsv(exp / "runs" / "mgral" / "seed0" / "cycle1" / "benchmarks" / "lookup_record12.tsv", 6.0, 5.0)
+    tsv(exp / "initial" / "seed0" / "benchmark.tsv", 7.0, 6.5)
+    tsv(exp / "checks" / "check_dataset.tsv", 1.0, 0.5)
+    t = job_table(exp).set_index("step")
+    assert t.loc["train", "jobs"] == 2 and t.loc["train", "wall_s"] == 30.0 and t.loc["train", "cpu_s"] == 27.0
+    assert t.loc["lookup_record", "jobs"] == 2 and t.loc["lookup_record", "cpu_s"] == 9.0
+    assert t.loc["train_initial+evaluate", "wall_s"] == 7.0 and t.loc["check_dataset", "jobs"] == 1
+    assert t.loc["total", "jobs"] == 6 and t.loc["total", "wall_s"] == 49.0

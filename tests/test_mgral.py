@@ -26,6 +26,7 @@ from activedet.mgral.proxy import candidate_batch, validation_split
 from activedet.mgral.steps import gather_table, stream_seed, train_agent_step
 from activedet.strategies import build_strategy
 
+from helpers.mgral import TINY
 from helpers.pipeline import BIN, ROOT
 
 
@@ -312,12 +313,7 @@ def test_projection_pads_to_256_and_keeps_distance_ratios():
 
 
 # ------------------------------------------------------------------ one cycle end to end
-TINY = {"dataset": {"digit_scenes": {"n_pool": 40, "n_test": 12}},
-        "detector": {"channels": [8, 16, 16, 16], "fpn_channels": 16, "head_convs": 1, "head_channels": 16},
-        "train": {"epochs": 1, "min_iterations": 26, "batch_size": 4, "warmup_iterations": 2, "checkpoint_every": 0},
-        "strategies": {"mgral": {"records": 2, "proxy_iterations": 4, "agent_iterations": 3, "sequence_length": 8,
-                                 "max_fallbacks": 1}},
-        "device": "cpu", "num_threads": 1}
+
 
 
 def test_one_mgral_cycle_end_to_end_through_the_cli(tmp_path):

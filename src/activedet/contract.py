@@ -35,6 +35,7 @@ STEP_PARAMS: dict[str, tuple[str, ...]] = {
     "lookup-record": TRAIN_KEYS + ("strategy",),
     "train-agent": TRAIN_KEYS + ("strategy",),
     "mgral-time": TRAIN_KEYS + ("strategy",),
+    "mgral-diagnose": TRAIN_KEYS + ("strategy",),
     # reports
     "report": ("active", "variants", "dataset.on_box_outside", "cost", "stopping"),
     "resolve-params": ("*",),

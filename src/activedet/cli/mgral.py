@@ -7,7 +7,14 @@ import time
 
 from ..cycle import check_budget
 from ..io import InputError, read_json, write_json
-from .common import configure_images, load_coco, load_params, params_arg, set_threads, threads_arg
+from .common import (
+    configure_images,
+    load_coco,
+    load_params,
+    params_arg,
+    set_threads,
+    threads_arg,
+)
 
 
 def _common(args):
@@ -104,6 +111,30 @@ def cmd_mgral_compute(args) -> int:
     return 0
 
 
+def cmd_mgral_diagnose(args) -> int:
+    from ..data.splits import unlabeled_ids
+    from ..io import atomic_path
+    from ..mgral.diagnose import diagnose_cycle
+    from ..mgral.steps import read_embeddings, read_table
+
+    if args.batches < 3 or not 0 <= args.noise_batches <= args.batches:
+        raise InputError(f"--batches must be at least 3 and --noise-batches within 0..{args.batches} "
+                         f"(got {args.batches}, {args.noise_batches}): a rank correlation needs 3 pairs")
+    p, options, labeled, pool = _common(args)
+    check_budget(args.budget, len(unlabeled_ids(pool, labeled)), args.pool)
+    emb, table = read_embeddings(args.scores), read_table(args.table)
+    val = load_coco(args.val_annotations, p)
+    df, summary = diagnose_cycle(p, options, args.model, args.images, labeled, pool, emb, table, val, args.val_images,
+                                 args.budget, args.seed, args.cycle, args.work_dir, n_batches=args.batches,
+                                 noise_batches=args.noise_batches, n_boot=args.bootstrap)
+    with atomic_path(args.out_csv) as tmp:
+        df.assign(image_ids=df["image_ids"].map(lambda ids: " ".join(map(str, ids)))).to_csv(tmp, index=False)
+    write_json(args.out_json, summary)
+    print(json.dumps({k: summary[k] for k in ("proxy_vs_true_gain", "table_vs_proxy", "table_vs_true_gain",
+                                              "proxy_noise")}))
+    return 0
+
+
 def register(add) -> None:
     def cycle_inputs(sp, with_model=True):
         params_arg(sp)
@@ -143,6 +174,23 @@ def register(add) -> None:
     cycle_inputs(sp)
     sp.add_argument("--iterations", type=int, default=10, help="agent iterations timed (paper: 10)")
     sp.add_argument("--out-dir", required=True, help="writes mgral_time.csv and mgral_time.md here")
+
+    sp = add("mgral-diagnose", cmd_mgral_diagnose,
+             "MGRAL, offline check: random batches of one cycle rated by the lookup table, the proxy and the true "
+             "gain of retraining with their ground truth (Spearman correlations, proxy noise floor)")
+    cycle_inputs(sp)
+    sp.add_argument("--cycle", type=int, required=True)
+    sp.add_argument("--scores", required=True, help="embeddings of the pool at this cycle (score --strategy mgral)")
+    sp.add_argument("--table", required=True, help="lookup_table.parquet of the cycle")
+    sp.add_argument("--val-annotations", required=True,
+                    help="COCO JSON of a labeled validation split no strategy or training sees (the true gain)")
+    sp.add_argument("--val-images", required=True, help="its images folder")
+    sp.add_argument("--batches", type=int, default=16, help="random candidate batches rated (at least 3)")
+    sp.add_argument("--noise-batches", type=int, default=4, help="of them, rated again under a second proxy seed")
+    sp.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of the correlations")
+    sp.add_argument("--work-dir", required=True, help="folder for the retrained detector (overwritten per batch)")
+    sp.add_argument("--out-csv", required=True, help="one row per batch: table estimate, proxy reward, true gain")
+    sp.add_argument("--out-json", required=True, help="correlations with 95%% intervals and the noise floor")
 
     sp = add("mgral-compute", cmd_mgral_compute,
              "MGRAL: compute spent per seed and cycle (proxy runs, fallbacks, agent) beside the mAP reached")

@@ -1,0 +1,53 @@
+"""Wall and CPU seconds per kind of job of a finished experiment, from its Snakemake benchmark files.
+
+    python -m bench.job_table results/<experiment> --out job_seconds.csv
+
+Every rule writes a benchmark TSV (columns ``s`` wall seconds, ``cpu_time`` CPU seconds); the kind of job is
+the file's stem with record numbers dropped (``lookup_record3`` -> ``lookup_record``), the shared cycle-0 job
+(``initial/seed<s>/benchmark.tsv``) is ``train_initial+evaluate`` and a rule's single file elsewhere
+(``checks/check_dataset.tsv``, ``pretrained/...``) keeps its stem.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import pandas as pd
+
+
+def kind_of(path: Path) -> str:
+    if path.name == "benchmark.tsv":
+        return "train_initial+evaluate" if path.parent.parent.name == "initial" else path.parent.name
+    return re.sub(r"\d+$", "", path.stem)
+
+
+def job_table(exp: Path) -> pd.DataFrame:
+    """One row per kind of job: jobs, wall seconds, CPU seconds; a last row ``total``."""
+    rows = []
+    for path in sorted(Path(exp).rglob("*.tsv")):
+        df = pd.read_csv(path, sep="\t")
+        if not {"s", "cpu_time"} <= set(df.columns) or df.empty:
+            continue
+        rows.append({"step": kind_of(path), "wall_s": float(df["s"].iloc[-1]), "cpu_s": float(df["cpu_time"].iloc[-1])})
+    if not rows:
+        raise SystemExit(f"error: {exp}: no Snakemake benchmark files")
+    t = pd.DataFrame(rows).groupby("step").agg(jobs=("wall_s", "size"), wall_s=("wall_s", "sum"),
+                                               cpu_s=("cpu_s", "sum")).reset_index()
+    total = pd.DataFrame([{"step": "total", "jobs": int(t["jobs"].sum()), "wall_s": t["wall_s"].sum(),
+                           "cpu_s": t["cpu_s"].sum()}])
+    return pd.concat([t, total], ignore_index=True).round(1)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.job_table", description=__doc__.split("\n")[0])
+    ap.add_argument("experiment_dir")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    job_table(Path(args.experiment_dir)).to_csv(args.out, index=False)
+    print(Path(args.out).read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
