@@ -188,6 +188,9 @@ def register(add) -> None:
     sp.add_argument("--batches", type=int, default=16, help="random candidate batches rated (at least 3)")
     sp.add_argument("--noise-batches", type=int, default=4, help="of them, rated again under a second proxy seed")
     sp.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of the correlations")
+    sp.add_argument("--backbone-weights", default=None,
+                    help="the run's pretrained backbone file (detector.backbone_weights: glyph_scenes; the retrained "
+                         "detectors start from it, as every cycle does)")
     sp.add_argument("--work-dir", required=True, help="folder for the retrained detector (overwritten per batch)")
     sp.add_argument("--out-csv", required=True, help="one row per batch: table estimate, proxy reward, true gain")
     sp.add_argument("--out-json", required=True, help="correlations with 95%% intervals and the noise floor")
