@@ -667,6 +667,11 @@ def _audit_argv(step: str, a: dict, out: Path) -> list[str]:
                         "--table", a["table"], "--out", str(out / "agent.pt"),
                         "--scores-out", str(out / "agent_scores.parquet"), "--compute", str(out / "agent_compute.json")],
         "mgral-time": ["mgral-time", *a["mgral_cycle"], "--iterations", "2", "--out-dir", str(out)],
+        "mgral-diagnose": ["mgral-diagnose", *a["mgral_cycle"], "--cycle", "0", "--scores", a["mgral_scores"],
+                           "--table", a["table"], "--val-annotations", a["pool"], "--val-images", a["images"],
+                           "--batches", "3", "--noise-batches", "1", "--bootstrap", "10", "--work-dir",
+                           str(out / "work"), "--out-csv", str(out / "diagnose.csv"),
+                           "--out-json", str(out / "diagnose.json")],
         "mgral-compute": ["mgral-compute", "--experiment-dir", a["mgral_exp"], "--strategies", "mgral", "--seeds", "0",
                           "--cycles", "2", "--out-dir", str(out)],
         "voc-to-coco": ["voc-to-coco", "--root", a["voc"], "--sets", "VOC2007/trainval",
@@ -733,7 +738,9 @@ AUDIT = [("make-dataset", "pool.json"), ("make-dataset", "000001.png"), ("init-s
          ("import-labels", "labeled.v1.json"), ("import-labels", "labeled.json"),
          ("lookup-record", "record.json"), ("lookup-table", "lookup_table.parquet"), ("train-agent", "agent.pt"),
          ("train-agent", "agent_scores.parquet"), ("train-agent", "agent_compute.json"),
-         ("mgral-time", "mgral_time.csv"), ("mgral-time", "mgral_time.md"), ("mgral-compute", "mgral_compute.csv"),
+         ("mgral-time", "mgral_time.csv"), ("mgral-time", "mgral_time.md"), ("mgral-diagnose", "diagnose.csv"),
+         ("mgral-diagnose", "diagnose.json"), ("mgral-diagnose", "retrained.pt"),
+         ("mgral-compute", "mgral_compute.csv"),
          ("mgral-compute", "mgral_compute.md"), ("voc-to-coco", "voc_pool.json"),
          *[(step, f"{stem}.{ext}") for step, stem in (("paper-fig5", "miaod_fig5"),
                                                       ("paper-mgral-fig3", "mgral_fig3"),
@@ -760,7 +767,7 @@ def test_every_writer_replaces_its_file_atomically(step, name, tmp_path, artifac
     if step == "import-labels":
         out.mkdir()
         (out / "labeled.json").write_bytes(Path(artifacts["labeled"]).read_bytes())
-    sentinel = {"learning_curves.png": out / "figures" / name,
+    sentinel = {"learning_curves.png": out / "figures" / name, "retrained.pt": out / "work" / name,
                 "000001.png": out / "pool" / "images" / name}.get(name, out / name)
     # make-dataset refuses a pool.json it did not write (a user's data), so none lies there before it
     if name != "labeled.v1.json" and not (step == "import-labels" and name == "labeled.json") \
