@@ -2,6 +2,7 @@
 torch thread count, and the argument groups that many steps take."""
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from pathlib import Path
@@ -27,6 +28,7 @@ def load_params(args) -> dict:
 
 
 _AUDITS: list = []  # (file, step, strategy, declared, reads) of this process's steps, written by flush_audits
+_AUDIT_SEQ = itertools.count()  # steps run in one process (tests call main() again and again) get files of their own
 
 
 def _audited(p: dict, args) -> dict:
@@ -35,7 +37,7 @@ def _audited(p: dict, args) -> dict:
 
     reads: set[str] = set()
     declared = step_params(args.command, getattr(args, "strategy", None), p)
-    out = Path(os.environ[AUDIT_ENV]) / f"{args.command}-{os.getpid()}-{len(_AUDITS)}.json"
+    out = Path(os.environ[AUDIT_ENV]) / f"{args.command}-{os.getpid()}-{next(_AUDIT_SEQ)}.json"
     _AUDITS.append((out, args.command, getattr(args, "strategy", None), declared, reads))
     return AuditedParams(p, reads)
 
