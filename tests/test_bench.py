@@ -305,3 +305,27 @@ def test_job_table_sums_benchmark_files_per_kind_of_job(tmp_path):
     assert t.loc["lookup_record", "jobs"] == 2 and t.loc["lookup_record", "cpu_s"] == 9.0
     assert t.loc["train_initial+evaluate", "wall_s"] == 7.0 and t.loc["check_dataset", "jobs"] == 1
     assert t.loc["total", "jobs"] == 6 and t.loc["total", "wall_s"] == 49.0
+
+
+def test_split_half_noise_by_hand():
+    from bench.noise import split_half_table
+
+    # two seeds: whole test set 0.5 / 0.6 (sd 0.0707); one halving: half a 0.5 / 0.7 (sd 0.1414), half b 0.5 / 0.5
+    # (sd 0): sd_half = sqrt((0.02 + 0) / 2) = 0.1, t^2 = 0.01 - 0.005, s^2 = 0.005 - 0.005 = 0
+    maps = pd.DataFrame({"seed": [0, 1], "cycle": [2, 2], "n_labeled": [300, 300], "full": [0.5, 0.6],
+                         "half_0_a": [0.5, 0.7], "half_0_b": [0.5, 0.5]})
+    row = split_half_table(maps, n_test=10, splits=1).iloc[0]
+    assert row["sd_full"] == pytest.approx(math.sqrt(0.005)) and row["sd_half"] == pytest.approx(0.1)
+    assert row["sd_test"] == pytest.approx(math.sqrt(0.005)) and row["sd_rest"] == pytest.approx(0.0, abs=1e-6)
+    assert row["n_seeds"] == 2 and row["map50_mean"] == pytest.approx(0.55) and row["n_labeled"] == 300
+    # halves that spread no more than the whole set: the test set adds nothing
+    maps["half_0_a"], maps["half_0_b"] = [0.5, 0.6], [0.49, 0.59]
+    row = split_half_table(maps, n_test=10, splits=1).iloc[0]
+    assert row["sd_test"] == 0.0 and row["sd_rest"] == pytest.approx(row["sd_full"])
+
+
+def test_noise_on_an_experiment_without_models_is_an_input_error(tmp_path, capsys):
+    from bench.noise import main
+
+    assert main([str(tmp_path), "--out", str(tmp_path / "x.csv")]) == 2
+    assert "error:" in capsys.readouterr().err and not (tmp_path / "x.csv").exists()

@@ -35,6 +35,9 @@ def test_budget_check_messages():
         check_budget(4, 3, "s.parquet")
     with pytest.raises(InputError, match=r"--budget \(4\) is larger than the unlabeled images of d \(3\)"):
         check_budget(4, 3, "d", what="the unlabeled images of d")
+    check_budget(10**6, None, "d")  # the budget alone: any size from 1 up passes
+    with pytest.raises(InputError, match="--budget must be at least 1, got 0"):
+        check_budget(0, None, "d")
 
 
 def test_unlabeled_draw_is_fixed_by_seed_and_size_and_carries_no_box():

@@ -351,3 +351,32 @@ def test_evaluate_detections_zero_detections():
     out = evaluate_detections(gt, [])
     assert out["map50"] == 0.0 and out["map50_area"] == 0.0 and out["coco_ap"] == 0.0
     assert out["n_detections"] == 0
+
+
+# ----------------------------------------------------------------- test-image subsets
+@pytest.mark.parametrize("use07", [True, False])
+def test_subset_map_equals_voc_map_on_the_restricted_ground_truth(use07):
+    from activedet.evaluation.voc import class_matches, subset_map
+
+    gt, dets = random_case(seed=4, n_images=30, n_cats=4)
+    matches = class_matches(gt, dets)
+    assert subset_map(matches, [im["id"] for im in gt["images"]], use07) == voc_map(gt, dets, use_07_metric=use07)["map"]
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        keep = set(rng.choice([im["id"] for im in gt["images"]], 11, replace=False).tolist())
+        sub = {"images": [im for im in gt["images"] if im["id"] in keep],
+               "annotations": [a for a in gt["annotations"] if a["image_id"] in keep], "categories": gt["categories"]}
+        expected = voc_map(sub, [d for d in dets if d["image_id"] in keep], use_07_metric=use07)["map"]
+        assert subset_map(matches, keep, use07) == pytest.approx(expected, abs=1e-12)
+
+
+def test_subset_map_by_hand():
+    from activedet.evaluation.voc import class_matches, subset_map
+
+    # image 1: TP at 0.9; image 2: FP at 0.8 and its GT missed. All: AP area 0.5; image 1 alone: 1.0; image 2: 0.0
+    gt = make_gt([(1, 1, A), (2, 1, A)])
+    dets = [det(1, 1, A, 0.9), det(2, 1, B, 0.8)]
+    m = class_matches(gt, dets)
+    assert subset_map(m, [1, 2], False) == pytest.approx(0.5)
+    assert subset_map(m, [1], False) == pytest.approx(1.0) and subset_map(m, [2], False) == 0.0
+    assert subset_map(m, [], False) == 0.0  # no positives among no images

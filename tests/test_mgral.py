@@ -26,7 +26,7 @@ from activedet.mgral.proxy import candidate_batch, validation_split
 from activedet.mgral.steps import gather_table, stream_seed, train_agent_step
 from activedet.strategies import build_strategy
 
-from helpers.mgral import TINY
+from helpers.mgral import TINY, tiny_mgral_cycle
 from helpers.pipeline import BIN, ROOT
 
 
@@ -319,37 +319,21 @@ def test_projection_pads_to_256_and_keeps_distance_ratios():
 def test_one_mgral_cycle_end_to_end_through_the_cli(tmp_path):
     from activedet.cli import main
 
-    ps = json.dumps(TINY)
-    data, run = tmp_path / "ds", tmp_path / "run"
-    assert main(["make-dataset", "--params", ps, "--out", str(data)]) == 0
-    images, pool = str(data / "pool" / "images"), str(data / "pool.json")
-    labeled = str(run / "labeled.json")
-    assert main(["init-split", "--params", ps, "--pool", pool, "--size", "10", "--seed", "0", "--out", labeled]) == 0
-    assert main(["train", "--params", ps, "--images", images, "--labeled", labeled,
-                 "--out", str(run / "model.pt")]) == 0
-    common = ["--params", ps, "--images", images, "--labeled", labeled, "--pool", pool, "--budget", "6", "--seed", "0"]
-    assert main(["score", "--params", ps, "--strategy", "mgral", "--model", str(run / "model.pt"), "--images", images,
-                 "--pool", pool, "--labeled", labeled, "--out", str(run / "scores.parquet")]) == 0
-    emb = pd.read_parquet(run / "scores.parquet")
+    c = tiny_mgral_cycle(tmp_path)
+    run, ps, common = c.run, json.dumps(TINY), c.common
+    emb = pd.read_parquet(c.scores)
     assert len(emb) == 40 and emb["labeled"].sum() == 10 and all(len(e) == 256 for e in emb["embedding"])
-    records = [str(run / "lookup" / f"record{r}.json") for r in range(2)]
-    for r, path in enumerate(records):
-        assert main(["lookup-record", *common, "--model", str(run / "model.pt"), "--cycle", "0", "--record", str(r),
-                     "--out", path]) == 0
-    rec = json.loads(Path(records[0]).read_text())
-    labeled_ids = {im["id"] for im in json.loads(Path(labeled).read_text())["images"]}
+    rec = json.loads(Path(c.records[0]).read_text())
+    labeled_ids = {im["id"] for im in json.loads(Path(c.labeled).read_text())["images"]}
     assert len(rec["image_ids"]) == 6 and not set(rec["image_ids"]) & labeled_ids
     assert 0.0 <= rec["map50"] <= 1.0 and rec["n_val"] == 2 and rec["n_train"] == 8  # 20% of 10 held out
     # same seed, same record: the same batch and the same proxy mAP
     again = tmp_path / "again.json"
-    assert main(["lookup-record", *common, "--model", str(run / "model.pt"), "--cycle", "0", "--record", "0",
-                 "--out", str(again)]) == 0
+    assert main(["lookup-record", *common, "--record", "0", "--out", str(again)]) == 0
     assert {k: v for k, v in json.loads(again.read_text()).items() if k != "seconds"} == \
         {k: v for k, v in rec.items() if k != "seconds"}
-    assert main(["lookup-table", "--records", *records, "--out", str(run / "lookup_table.parquet")]) == 0
-    assert list(pd.read_parquet(run / "lookup_table.parquet")["record"]) == [0, 1]
-    assert main(["train-agent", *common, "--model", str(run / "model.pt"), "--cycle", "0",
-                 "--scores", str(run / "scores.parquet"), "--table", str(run / "lookup_table.parquet"),
+    assert list(pd.read_parquet(c.table)["record"]) == [0, 1]
+    assert main(["train-agent", *common, "--scores", c.scores, "--table", c.table,
                  "--out", str(run / "agent.pt"), "--scores-out", str(run / "agent_scores.parquet"),
                  "--compute", str(run / "agent_compute.json")]) == 0
     compute = json.loads((run / "agent_compute.json").read_text())
@@ -362,10 +346,10 @@ def test_one_mgral_cycle_end_to_end_through_the_cli(tmp_path):
     chosen = [s["image_id"] for s in json.loads((run / "selected.json").read_text())["selected"]]
     assert len(chosen) == 6 == len(set(chosen)) and not set(chosen) & labeled_ids
     # selecting from the embeddings (not the agent's scores) stops with a message
-    assert main(["select", "--params", ps, "--strategy", "mgral", "--scores", str(run / "scores.parquet"),
+    assert main(["select", "--params", ps, "--strategy", "mgral", "--scores", c.scores,
                  "--budget", "6", "--seed", "0", "--cycle", "0", "--out", str(tmp_path / "x.json")]) == 2
-    assert main(["lookup-record", *common, "--strategy", "random", "--model", str(run / "model.pt"), "--cycle", "0",
-                 "--record", "0", "--out", str(tmp_path / "y.json")]) == 2
+    assert main(["lookup-record", *common, "--strategy", "random", "--record", "0",
+                 "--out", str(tmp_path / "y.json")]) == 2
 
 
 def test_snakemake_dry_run_fans_out_one_job_per_record(tmp_path):

@@ -9,7 +9,7 @@ from scipy.stats import spearmanr
 from activedet.cli import main
 from activedet.mgral.diagnose import spearman_ci, summarize
 
-from helpers.mgral import TINY
+from helpers.mgral import tiny_mgral_cycle
 
 
 def test_spearman_by_hand_and_its_bootstrap_interval():
@@ -37,24 +37,10 @@ def test_noise_floor_is_one_ratings_sd_from_paired_differences():
 
 
 @pytest.mark.slow
-def test_mgral_diagnose_rates_random_batches_three_ways(tmp_path):
-    ps = json.dumps(TINY)
-    data, run = tmp_path / "ds", tmp_path / "run"
-    assert main(["make-dataset", "--params", ps, "--out", str(data)]) == 0
-    images, pool = str(data / "pool" / "images"), str(data / "pool.json")
-    labeled = str(run / "labeled.json")
-    assert main(["init-split", "--params", ps, "--pool", pool, "--size", "10", "--seed", "0", "--out", labeled]) == 0
-    model = str(run / "model.pt")
-    assert main(["train", "--params", ps, "--images", images, "--labeled", labeled, "--out", model]) == 0
-    common = ["--params", ps, "--images", images, "--labeled", labeled, "--pool", pool, "--budget", "6", "--seed", "0",
-              "--model", model, "--cycle", "0"]
-    assert main(["score", "--params", ps, "--strategy", "mgral", "--model", model, "--images", images,
-                 "--pool", pool, "--labeled", labeled, "--out", str(run / "scores.parquet")]) == 0
-    records = [str(run / f"record{r}.json") for r in range(2)]
-    for r, path in enumerate(records):
-        assert main(["lookup-record", *common, "--record", str(r), "--out", path]) == 0
-    assert main(["lookup-table", "--records", *records, "--out", str(run / "table.parquet")]) == 0
-    argv = ["mgral-diagnose", *common, "--scores", str(run / "scores.parquet"), "--table", str(run / "table.parquet"),
+def test_mgral_diagnose_rates_random_batches_three_ways(tmp_path, capsys):
+    c = tiny_mgral_cycle(tmp_path)
+    data, run = c.data, c.run
+    argv = ["mgral-diagnose", *c.common, "--scores", c.scores, "--table", c.table,
             "--val-annotations", str(data / "test.json"), "--val-images", str(data / "test" / "images"),
             "--batches", "3", "--noise-batches", "2", "--bootstrap", "50", "--work-dir", str(run / "work"),
             "--out-csv", str(run / "diag.csv"), "--out-json", str(run / "diag.json")]
@@ -78,3 +64,28 @@ def test_mgral_diagnose_rates_random_batches_three_ways(tmp_path):
     # too few batches for a rank correlation: an input error, nothing written
     assert main(argv[:-4] + ["--batches", "2", "--out-csv", str(run / "x.csv"), "--out-json", str(run / "x.json")]) == 2
     assert not (run / "x.csv").exists()
+    # a held-out proxy teacher, the true gains reused from the first run: same batches and true mAPs, no retraining
+    # (the work folder's retrained detector stays as the first run left it)
+    retrained = (run / "work" / "retrained.pt").stat().st_mtime_ns
+    held = argv[:-4] + ["--proxy-teacher", "heldout", "--proxy-iterations", "2", "--true-gains", str(run / "diag.csv"),
+                        "--out-csv", str(run / "held.csv"), "--out-json", str(run / "held.json")]
+    assert main(held) == 0
+    h, hs = pd.read_csv(run / "held.csv"), json.loads((run / "held.json").read_text())
+    assert list(h["image_ids"]) == list(df["image_ids"]) and np.allclose(h["true_map50"], df["true_map50"])
+    assert (run / "work" / "retrained.pt").stat().st_mtime_ns == retrained
+    assert (run / "work" / "proxy_teacher.pt").is_file() and hs["proxy_teacher"] == "heldout"
+    assert hs["true_gains_reused"] and hs["proxy_iterations"] == 2 and 0 <= hs["proxy_teacher_map50"] <= 1
+    assert summary["proxy_teacher"] == "cycle" and not summary["true_gains_reused"]
+    # true gains of other batches (another seed draws other batches), or a file that is no diagnostic: exit 2
+    other = [a if a != "0" or held[i - 1] != "--seed" else "1" for i, a in enumerate(held)]
+    capsys.readouterr()
+    assert main(other[:-4] + ["--out-csv", str(run / "y.csv"), "--out-json", str(run / "y.json")]) == 2
+    assert "rated other batches than this one (batch 0)" in capsys.readouterr().err
+    assert main(held[:-4] + ["--true-gains", str(run / "labeled.json"), "--out-csv", str(run / "y.csv"),
+                             "--out-json", str(run / "y.json")]) == 2
+    assert "labeled.json: not a CSV file (" in capsys.readouterr().err
+    (run / "other.csv").write_text("batch,image_ids\n0,1 2 3\n")
+    assert main(held[:-4] + ["--true-gains", str(run / "other.csv"), "--out-csv", str(run / "y.csv"),
+                             "--out-json", str(run / "y.json")]) == 2
+    assert "other.csv: not an mgral-diagnose table (no column true_map50)" in capsys.readouterr().err
+    assert not (run / "y.csv").exists()

@@ -21,15 +21,16 @@ from .data.coco import CocoData
 from .io import InputError, read_json, write_json
 
 
-def check_budget(budget: int, n_unlabeled: int, where, what: str = "the unlabeled pool") -> None:
+def check_budget(budget: int, n_unlabeled: int | None, where, what: str = "the unlabeled pool") -> None:
     """Refuse a budget below 1 or above the ``n_unlabeled`` images left; InputError naming ``where``.
 
-    The pipeline's wording (``what`` the default) names the params to change; another caller names its
-    own images (``what``, e.g. "the unlabeled images of <folder>").
+    ``n_unlabeled`` None checks the budget alone (before the pool is known). The pipeline's wording
+    (``what`` the default) names the params to change; another caller names its own images (``what``,
+    e.g. "the unlabeled images of <folder>").
     """
     if budget < 1:
         raise InputError(f"--budget must be at least 1, got {budget}")
-    if budget > n_unlabeled:
+    if n_unlabeled is not None and budget > n_unlabeled:
         if what == "the unlabeled pool":
             raise InputError(f"{where}: active.budget ({budget}) is larger than the unlabeled pool "
                              f"({n_unlabeled} images left); lower active.budget or active.cycles")

@@ -124,15 +124,35 @@ def cmd_mgral_diagnose(args) -> int:
     check_budget(args.budget, len(unlabeled_ids(pool, labeled)), args.pool)
     emb, table = read_embeddings(args.scores), read_table(args.table)
     val = load_coco(args.val_annotations, p)
+    if args.proxy_iterations is not None:
+        if args.proxy_iterations < 1:
+            raise InputError(f"--proxy-iterations must be at least 1, got {args.proxy_iterations}")
+        options = {**options, "proxy_iterations": args.proxy_iterations}
+    earlier = _read_diagnostic(args.true_gains) if args.true_gains else None
     df, summary = diagnose_cycle(p, options, args.model, args.images, labeled, pool, emb, table, val, args.val_images,
                                  args.budget, args.seed, args.cycle, args.work_dir, n_batches=args.batches,
-                                 noise_batches=args.noise_batches, n_boot=args.bootstrap)
+                                 noise_batches=args.noise_batches, n_boot=args.bootstrap,
+                                 proxy_teacher=args.proxy_teacher, true_gains=earlier)
     with atomic_path(args.out_csv) as tmp:
         df.assign(image_ids=df["image_ids"].map(lambda ids: " ".join(map(str, ids)))).to_csv(tmp, index=False)
     write_json(args.out_json, summary)
     print(json.dumps({k: summary[k] for k in ("proxy_vs_true_gain", "table_vs_proxy", "table_vs_true_gain",
                                               "proxy_noise")}))
     return 0
+
+
+def _read_diagnostic(path):
+    """An earlier mgral-diagnose CSV; InputError naming the file when it is not one."""
+    import pandas as pd
+
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: not a CSV file ({str(e).strip().splitlines()[0]})") from None
+    missing = {"batch", "image_ids", "true_map50"} - set(df.columns)
+    if missing:
+        raise InputError(f"{path}: not an mgral-diagnose table (no column {', '.join(sorted(missing))})")
+    return df
 
 
 def register(add) -> None:
@@ -191,6 +211,14 @@ def register(add) -> None:
     sp.add_argument("--backbone-weights", default=None,
                     help="the run's pretrained backbone file (detector.backbone_weights: glyph_scenes; the retrained "
                          "detectors start from it, as every cycle does)")
+    sp.add_argument("--proxy-teacher", choices=("cycle", "heldout"), default="cycle",
+                    help="cycle: the method's teacher (the cycle model, trained on the proxy's validation images too); "
+                         "heldout: a teacher trained on the proxy's training part only (a candidate fix)")
+    sp.add_argument("--proxy-iterations", type=int, default=None,
+                    help="the proxy's training iterations (default: strategies.mgral.proxy_iterations)")
+    sp.add_argument("--true-gains", default=None,
+                    help="an earlier diagnostic's CSV of the same cycle and seed: reuse its true gains (the same "
+                         "batches) instead of retraining every batch")
     sp.add_argument("--work-dir", required=True, help="folder for the retrained detector (overwritten per batch)")
     sp.add_argument("--out-csv", required=True, help="one row per batch: table estimate, proxy reward, true gain")
     sp.add_argument("--out-json", required=True, help="correlations with 95%% intervals and the noise floor")

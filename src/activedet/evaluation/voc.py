@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["voc_ap", "voc_map"]
+__all__ = ["ap_from_matches", "class_matches", "match_detections", "subset_map", "voc_ap", "voc_map"]
 
 
 def voc_ap(recall: np.ndarray, precision: np.ndarray, use_07_metric: bool) -> float:
@@ -74,17 +74,18 @@ def _iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
-def _class_ap(
+def match_detections(
     gt_by_image: Mapping[Any, tuple[np.ndarray, np.ndarray]],
     dets: Sequence[Mapping[str, Any]],
     iou_threshold: float,
-    use_07_metric: bool,
-) -> float | None:
-    """AP of one class; ``None`` when the class has no non-ignored positives."""
-    npos = int(sum(int((~ignore).sum()) for _, ignore in gt_by_image.values()))
-    if npos == 0:
-        return None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Devkit matching of one class's detections: ``(order, tp, fp)``.
 
+    ``order`` [N] ranks ``dets`` by score (stable, descending); ``tp`` / ``fp`` [N] (0/1, float64) flag
+    the ranked detections; a detection on a difficult GT is neither. A detection's flags depend only on
+    the detections of its own image, so they hold for any subset of images that contains it (used to
+    resample test images without matching again).
+    """
     scores = np.array([float(d["score"]) for d in dets], dtype=np.float64)
     order = np.argsort(-scores, kind="stable")
     matched = {img: np.zeros(len(ign), dtype=bool) for img, (_, ign) in gt_by_image.items()}
@@ -113,13 +114,76 @@ def _class_ap(
                 fp[rank] = 1.0  # duplicate detection of a matched GT
         else:
             fp[rank] = 1.0
+    return order, tp, fp
 
+
+def ap_from_matches(tp: np.ndarray, fp: np.ndarray, npos: int, use_07_metric: bool) -> float:
+    """AP of ranked TP / FP flags [N] against ``npos`` (> 0) non-ignored positives."""
     tp_cum = np.cumsum(tp)
     fp_cum = np.cumsum(fp)
     recall = tp_cum / float(npos)
     # eps guard: ranks where only ignored detections were seen have tp+fp == 0.
     precision = tp_cum / np.maximum(tp_cum + fp_cum, np.finfo(np.float64).eps)
     return voc_ap(recall, precision, use_07_metric)
+
+
+def _class_ap(
+    gt_by_image: Mapping[Any, tuple[np.ndarray, np.ndarray]],
+    dets: Sequence[Mapping[str, Any]],
+    iou_threshold: float,
+    use_07_metric: bool,
+) -> float | None:
+    """AP of one class; ``None`` when the class has no non-ignored positives."""
+    npos = int(sum(int((~ignore).sum()) for _, ignore in gt_by_image.values()))
+    if npos == 0:
+        return None
+    _, tp, fp = match_detections(gt_by_image, dets, iou_threshold)
+    return ap_from_matches(tp, fp, npos, use_07_metric)
+
+
+def _by_class(gt: Mapping[str, Any], detections: Sequence[Mapping[str, Any]]
+              ) -> dict[Any, tuple[dict[Any, tuple[np.ndarray, np.ndarray]], list[Mapping[str, Any]]]]:
+    """Per category of ``gt``: (image -> (GT boxes xyxy [M, 4], ignore flags [M]), its detections)."""
+    image_ids = {img["id"] for img in gt.get("images", [])}
+    cat_ids = [c["id"] for c in gt.get("categories", [])]
+
+    unknown = {d["image_id"] for d in detections} - image_ids
+    if unknown:
+        raise ValueError(f"detections refer to image ids not in gt: {sorted(unknown)[:10]}")
+
+    # category -> image -> ([boxes], [ignore flags])
+    boxes_acc: dict[Any, dict[Any, tuple[list, list]]] = defaultdict(lambda: defaultdict(lambda: ([], [])))
+    for ann in gt.get("annotations", []):
+        if ann["image_id"] not in image_ids:
+            continue
+        boxes, flags = boxes_acc[ann["category_id"]][ann["image_id"]]
+        boxes.append(ann["bbox"])
+        flags.append(bool(ann.get("difficult", 0)) or bool(ann.get("iscrowd", 0)))
+
+    dets_by_cat: dict[Any, list[Mapping[str, Any]]] = defaultdict(list)
+    for d in detections:
+        dets_by_cat[d["category_id"]].append(d)
+
+    return {cid: ({img: (_xywh_to_xyxy(np.asarray(b, dtype=np.float64)), np.asarray(f, dtype=bool))
+                   for img, (b, f) in boxes_acc.get(cid, {}).items()}, dets_by_cat.get(cid, []))
+            for cid in cat_ids}
+
+
+def class_matches(gt: Mapping[str, Any], detections: Sequence[Mapping[str, Any]], iou_threshold: float = 0.5
+                  ) -> dict[Any, dict[str, Any]]:
+    """Per category id of ``gt``: the devkit's matching of its detections, for resampling test images.
+
+    Values: ``image_id`` [N] (of the score-ranked detections), ``tp`` / ``fp`` [N] (0/1 flags, see
+    :func:`match_detections`) and ``positives`` (image id -> non-ignored GT boxes). The AP of any subset
+    S of test images is ``ap_from_matches(tp[m], fp[m], sum of positives over S)`` with ``m`` the ranked
+    detections on S: what :func:`voc_map` returns on ``gt`` restricted to S. Errors as :func:`voc_map`.
+    """
+    out = {}
+    for cid, (gt_by_image, dets) in _by_class(gt, detections).items():
+        order, tp, fp = match_detections(gt_by_image, dets, iou_threshold)
+        out[cid] = {"image_id": np.array([dets[i]["image_id"] for i in order]), "tp": tp, "fp": fp,
+                    "positives": {img: int((~ign).sum()) for img, (_, ign) in gt_by_image.items()}}
+    return out
 
 
 def voc_map(
@@ -148,35 +212,30 @@ def voc_map(
         out of ``per_class`` and of the mean. If no class has positives,
         ``map`` is 0.0.
     """
-    image_ids = {img["id"] for img in gt.get("images", [])}
-    cat_ids = [c["id"] for c in gt.get("categories", [])]
-
-    unknown = {d["image_id"] for d in detections} - image_ids
-    if unknown:
-        raise ValueError(f"detections refer to image ids not in gt: {sorted(unknown)[:10]}")
-
-    # category -> image -> ([boxes], [ignore flags])
-    boxes_acc: dict[Any, dict[Any, tuple[list, list]]] = defaultdict(lambda: defaultdict(lambda: ([], [])))
-    for ann in gt.get("annotations", []):
-        if ann["image_id"] not in image_ids:
-            continue
-        boxes, flags = boxes_acc[ann["category_id"]][ann["image_id"]]
-        boxes.append(ann["bbox"])
-        flags.append(bool(ann.get("difficult", 0)) or bool(ann.get("iscrowd", 0)))
-
-    dets_by_cat: dict[Any, list[Mapping[str, Any]]] = defaultdict(list)
-    for d in detections:
-        dets_by_cat[d["category_id"]].append(d)
-
     per_class: dict[Any, float] = {}
-    for cid in cat_ids:
-        gt_by_image = {
-            img: (_xywh_to_xyxy(np.asarray(b, dtype=np.float64)), np.asarray(f, dtype=bool))
-            for img, (b, f) in boxes_acc.get(cid, {}).items()
-        }
-        ap = _class_ap(gt_by_image, dets_by_cat.get(cid, []), iou_threshold, use_07_metric)
+    for cid, (gt_by_image, dets) in _by_class(gt, detections).items():
+        ap = _class_ap(gt_by_image, dets, iou_threshold, use_07_metric)
         if ap is not None:
             per_class[cid] = ap
 
     mean = float(np.mean(list(per_class.values()))) if per_class else 0.0
     return {"map": mean, "per_class": per_class}
+
+
+def subset_map(matches: Mapping[Any, Mapping[str, Any]], image_ids, use_07_metric: bool = True) -> float:
+    """mAP@``iou`` of :func:`class_matches`'s ``matches`` on the test images ``image_ids`` alone.
+
+    Equals :func:`voc_map` on the ground truth and detections restricted to those images (classes
+    without positives among them left out; 0.0 when none has any), without matching again: bootstrap
+    and split-half estimates of the test set's sampling noise cost one matching per model.
+    """
+    chosen = set(image_ids)
+    keys = np.array(sorted(chosen))
+    aps = []
+    for m in matches.values():
+        npos = sum(n for img, n in m["positives"].items() if img in chosen)
+        if npos == 0:
+            continue
+        on = np.isin(m["image_id"], keys)
+        aps.append(ap_from_matches(m["tp"][on], m["fp"][on], npos, use_07_metric))
+    return float(np.mean(aps)) if aps else 0.0

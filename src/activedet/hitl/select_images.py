@@ -66,7 +66,7 @@ def select_from_folder(images_dir: str | Path, labeled_path: str | Path, model_p
     checkpoint's, so the images are fed exactly as in training. ``image_options`` (a params ``dataset``
     section) sets the pixel limit and high-bit scaling of :mod:`activedet.data.images`; default: the checkpoint's.
     """
-    check_budget(budget, budget, images_dir)  # a budget below 1 is refused before any model is loaded
+    check_budget(budget, None, images_dir)  # a budget below 1 is refused before any model is loaded
     dev = resolve_device(device)
     model, ckpt = load_model(model_path, dev)
     configure_images(image_options if image_options is not None else ckpt["params"]["dataset"])

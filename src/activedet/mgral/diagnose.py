@@ -13,6 +13,11 @@ draws random candidate batches of the unlabeled pool and rates each three ways:
 
 It reports the Spearman rank correlations between the three with bootstrap 95% intervals (over batches),
 and the proxy's noise floor: the same batch rated under two proxy seeds.
+
+Two variants try fixes without touching the method: ``proxy_teacher="heldout"`` rates the proxy from a
+teacher trained (the cycle's recipe) on the proxy's training part only, so the proxy's validation images are
+new to it (the method's teacher, the cycle model, was trained on them); ``true_gains`` reuses the true gains
+of an earlier run of the same cycle and seed (the same batches) instead of retraining every batch.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import pandas as pd
 
 from ..data.coco import CocoData
 from ..data.splits import merge_labels, unlabeled_ids
+from ..io import InputError
 from .proxy import ProxyRunner, candidate_batch
 from .steps import AGENT, build_table, proxy_seed, stream_seed, unlabeled_embeddings
 
@@ -61,13 +67,17 @@ def spearman_ci(x, y, n_boot: int = 2000, seed: int = 0, level: float = 0.95) ->
 def diagnose_cycle(params: dict, options: dict, model_path, images_dir, labeled: CocoData, pool: CocoData,
                    embeddings: pd.DataFrame, table_df: pd.DataFrame, val: CocoData, val_images, budget: int,
                    seed: int, cycle: int, work_dir, n_batches: int = 16, noise_batches: int = 4,
-                   n_boot: int = 2000, log: Callable[[str], None] = print) -> tuple[pd.DataFrame, dict]:
+                   n_boot: int = 2000, log: Callable[[str], None] = print, proxy_teacher: str = "cycle",
+                   true_gains: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict]:
     """Rate ``n_batches`` random candidate batches of one cycle by table, proxy and true gain.
 
     ``embeddings`` and ``table_df`` are the cycle's pipeline outputs (``score --strategy mgral``,
     ``lookup-table``); ``model_path`` is the cycle's plain detector, trained on ``labeled``; ``pool`` holds the
     ground truth (the oracle); ``val`` / ``val_images`` the validation split. The retrained detectors go to
-    ``work_dir`` (one file, overwritten). Returns (one row per batch, summary with correlations and noise floor).
+    ``work_dir`` (one file, overwritten). ``proxy_teacher`` "cycle" (the method's) or "heldout" (trained into
+    ``work_dir`` on the proxy's training part); ``true_gains`` an earlier run's table (columns ``batch``,
+    ``image_ids`` as space-separated ids, ``true_map50``) whose batches must be this run's (InputError
+    otherwise). Returns (one row per batch, summary with correlations and noise floor).
     """
     from ..checkpoint import load_model
     from ..data.dataset import detector_dataset
@@ -75,7 +85,22 @@ def diagnose_cycle(params: dict, options: dict, model_path, images_dir, labeled:
     from ..engine.train import train_detector
 
     device = resolve_device(params["device"])
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    unl = unlabeled_ids(pool, labeled)
+    # checked before any training: an earlier run's true gains must be of these very batches
+    earlier = _earlier_true_maps(true_gains, [candidate_batch(unl, budget, seed, cycle, FIRST_BATCH + k)
+                                              for k in range(n_batches)]) if true_gains is not None else None
     runner = ProxyRunner(params, options, model_path, labeled, pool, images_dir, seed)
+    if proxy_teacher == "heldout":
+        teacher_path = work / "proxy_teacher.pt"
+        train_detector(params, detector_dataset(params, labeled.subset(runner.train_ids), images_dir), teacher_path,
+                       seed, log=lambda m: None)
+        runner = ProxyRunner(params, options, teacher_path, labeled, pool, images_dir, seed)
+        log(f"held-out proxy teacher ({len(runner.train_ids)} images) on the proxy's validation part: "
+            f"mAP@0.5 {runner.teacher_map:.4f}")
+    elif proxy_teacher != "cycle":
+        raise InputError(f"proxy teacher must be 'cycle' or 'heldout', got {proxy_teacher!r}")
     ids, x = unlabeled_embeddings(embeddings, labeled, "embeddings")
     table = build_table(table_df, ids, x, options, budget, seed, "lookup table")
     position = {int(i): k for k, i in enumerate(ids)}
@@ -83,21 +108,21 @@ def diagnose_cycle(params: dict, options: dict, model_path, images_dir, labeled:
     val_ds = detector_dataset(params, val, val_images, ckpt["categories"])
     base = _val_map(model, val, val_ds, device)
     log(f"cycle model on the validation split: mAP@0.5 {base:.4f}")
-    work = Path(work_dir)
-    work.mkdir(parents=True, exist_ok=True)
     rows = []
-    unl = unlabeled_ids(pool, labeled)
     for k in range(n_batches):
         t0 = time.perf_counter()
         batch = candidate_batch(unl, budget, seed, cycle, FIRST_BATCH + k)
         estimate, nearest = table.estimate(x[[position[i] for i in batch]])
         proxy = runner.run(batch, proxy_seed(seed, cycle))["map50"]
         again = runner.run(batch, stream_seed(seed, cycle, NOISE_STREAM, k))["map50"] if k < noise_batches else None
-        merged = merge_labels(labeled, batch, pool, budget)
-        train_detector(params, detector_dataset(params, merged, images_dir), work / "retrained.pt", seed,
-                       log=lambda m: None)
-        retrained, _ = load_model(work / "retrained.pt", device)
-        true_map = _val_map(retrained, val, detector_dataset(params, val, val_images, ckpt["categories"]), device)
+        if earlier is not None:
+            true_map = earlier[k]
+        else:
+            merged = merge_labels(labeled, batch, pool, budget)
+            train_detector(params, detector_dataset(params, merged, images_dir), work / "retrained.pt", seed,
+                           log=lambda m: None)
+            retrained, _ = load_model(work / "retrained.pt", device)
+            true_map = _val_map(retrained, val, detector_dataset(params, val, val_images, ckpt["categories"]), device)
         rows.append({"batch": k, "image_ids": batch, "table_estimate": estimate, "nearest_distance": nearest,
                      "beyond_threshold": bool(table.beyond_threshold(nearest)), "proxy_reward": proxy,
                      "proxy_reward_seed2": again, "true_map50": true_map, "true_gain": true_map - base,
@@ -107,7 +132,23 @@ def diagnose_cycle(params: dict, options: dict, model_path, images_dir, labeled:
     df = pd.DataFrame(rows)
     return df, summarize(df, base, n_boot, seed, {"seed": seed, "cycle": cycle, "budget": budget,
                                                    "n_labeled": len(labeled.images), "n_val": len(val.images),
-                                                   "n_records": len(table_df)})
+                                                   "n_records": len(table_df), "proxy_teacher": proxy_teacher,
+                                                   "proxy_teacher_map50": runner.teacher_map,
+                                                   "proxy_iterations": options["proxy_iterations"],
+                                                   "true_gains_reused": earlier is not None})
+
+
+def _earlier_true_maps(table: pd.DataFrame, batches: list[list[int]]) -> list[float]:
+    """The true mAPs of an earlier run for ``batches``, in order; InputError unless it rated the same batches."""
+    by_batch = {int(r["batch"]): r for _, r in table.iterrows()}
+    out = []
+    for k, batch in enumerate(batches):
+        row = by_batch.get(k)
+        if row is None or [int(i) for i in str(row["image_ids"]).split()] != batch:
+            raise InputError(f"the earlier diagnostic rated other batches than this one (batch {k}): give it the "
+                             f"same --seed, --cycle, --labeled, --pool and --budget")
+        out.append(float(row["true_map50"]))
+    return out
 
 
 def summarize(df: pd.DataFrame, base_map: float, n_boot: int, seed: int, meta: dict) -> dict:
