@@ -55,6 +55,38 @@ def goal_met(goal: str, x: float) -> bool | None:
     return bool(op(x, threshold))
 
 
+def _proc_status_kib(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return float(line.split()[1])
+    raise OSError(f"/proc/self/status has no {field}")
+
+
+def peak_memory(fn: Callable[[], object], device) -> tuple[object, float]:
+    """(``fn()``, the peak memory in MiB while it ran: the process's resident set on CPU, torch's
+    allocated bytes on CUDA).
+
+    CPU: ``VmHWM`` (the peak resident set) on Linux, first reset to the current RSS by writing 5 to
+    ``/proc/self/clear_refs`` (proc(5)); NaN where that is unavailable. It includes what the process held
+    before (interpreter, model, cached images), so growth with the pool shows as growth of the peak. No library
+    gives a resettable in-process RSS peak, hence these few lines.
+    """
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        out = fn()
+        torch.cuda.synchronize(device)
+        return out, torch.cuda.max_memory_allocated(device) / 2 ** 20
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return fn(), float("nan")
+    out = fn()
+    return out, _proc_status_kib("VmHWM") / 1024
+
+
 def loglog_slope(sizes: Sequence[float], seconds: Sequence[float]) -> float:
     """Least-squares exponent k of seconds ~ size**k (the growth order of a scaling curve)."""
     x, y = np.log(np.asarray(sizes, dtype=float)), np.log(np.asarray(seconds, dtype=float))

@@ -329,3 +329,17 @@ def test_noise_on_an_experiment_without_models_is_an_input_error(tmp_path, capsy
 
     assert main([str(tmp_path), "--out", str(tmp_path / "x.csv")]) == 2
     assert "error:" in capsys.readouterr().err and not (tmp_path / "x.csv").exists()
+
+
+def test_peak_memory_sees_a_temporary_array():
+    from bench.common import peak_memory
+
+    cpu = torch.device("cpu")
+    _, idle = peak_memory(lambda: None, cpu)
+    if math.isnan(idle):
+        pytest.skip("no resettable peak RSS on this system")
+    # 200 MiB held only inside the call: the peak sees it, the value it returns is the call's
+    out, peak = peak_memory(lambda: float(np.ones(25 * 2 ** 20).sum()), cpu)
+    assert out == 25 * 2 ** 20 and peak - idle >= 150
+    _, after = peak_memory(lambda: None, cpu)  # reset: the next step's peak does not carry the array
+    assert after < peak - 100
