@@ -89,11 +89,22 @@ def split_half_table(maps: pd.DataFrame, n_test: int, splits: int) -> pd.DataFra
 
 
 def main(argv=None) -> int:
+    from activedet.io import InputError
+
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except (InputError, OSError) as e:  # a missing or malformed test set or model: the message, not a traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def run(args) -> int:
     import torch
 
     from activedet.evaluation.voc import subset_map
+    from activedet.io import atomic_path
 
-    args = parse_args(argv)
     torch.set_num_threads(args.threads)
     exp = Path(args.experiment)
     paths = model_paths(exp, args.strategy)
@@ -117,7 +128,8 @@ def main(argv=None) -> int:
     table = split_half_table(pd.DataFrame(rows), len(test_ids), args.splits)
     table.insert(0, "strategy", args.strategy)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, index=False, float_format="%.6g")
+    with atomic_path(args.out) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
     print(table.to_string(index=False))
     return 0
 

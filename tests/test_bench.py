@@ -329,6 +329,12 @@ def test_noise_on_an_experiment_without_models_is_an_input_error(tmp_path, capsy
 
     assert main([str(tmp_path), "--out", str(tmp_path / "x.csv")]) == 2
     assert "error:" in capsys.readouterr().err and not (tmp_path / "x.csv").exists()
+    model = tmp_path / "runs" / "random" / "seed0" / "cycle0" / "model.pt"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"not a checkpoint")
+    assert main([str(tmp_path), "--out", str(tmp_path / "x.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "model.pt" in err and "Traceback" not in err
 
 
 def test_peak_memory_sees_a_temporary_array():
