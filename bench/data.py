@@ -59,16 +59,18 @@ def dataset(ctx: Context, coco, images: Path, categories=None):
     return DetectionDataset(coco, images, ds["input_size"], ds["keep_ratio"], True, categories)
 
 
-# The 12 distinct variants of an image a derived pool cycles through: flipped or not x 6 channel orders.
-_VARIANTS = [(flip, perm) for flip in (False, True) for perm in itertools.permutations(range(3))]
+# The 24 distinct variants of an image a derived pool cycles through: flipped upside down or not x flipped
+# left-right or not x 6 channel orders (the first 12 keep the image upright).
+_VARIANTS = [(vflip, flip, perm) for vflip in (False, True) for flip in (False, True)
+             for perm in itertools.permutations(range(3))]
 
 
 class DerivedPool:
     """A pool of ``n`` images derived from a smaller dataset (the DetectionDataset interface strategies use).
 
-    Image ``i`` is base image ``i % len(base)`` under variant ``i // len(base)`` (horizontal flip and a
-    channel permutation, boxes flipped with it), so pools of 8k images need only 2k generated scenes and
-    the first 12 replicas are all distinct images. Ids are 1..n.
+    Image ``i`` is base image ``i % len(base)`` under variant ``i // len(base)`` (vertical and horizontal
+    flips and a channel permutation, boxes flipped with it), so pools of 32k images need only 2k generated
+    scenes and the first 24 replicas are all distinct images. Ids are 1..n.
     """
 
     def __init__(self, base, n: int):
@@ -86,8 +88,14 @@ class DerivedPool:
 
     def __getitem__(self, i: int):
         img, target = self.base[i % len(self.base)]
-        flip, perm = _VARIANTS[i // len(self.base)]
+        vflip, flip, perm = _VARIANTS[i // len(self.base)]
         target = dict(target, image_id=i + 1)
+        if vflip:
+            H = img.shape[-2]
+            img = img.flip(-2)
+            b = target["boxes"].clone()
+            b[:, [1, 3]] = H - target["boxes"][:, [3, 1]]
+            target["boxes"] = b
         if flip:
             W = img.shape[-1]
             img = img.flip(-1)

@@ -218,8 +218,13 @@ def test_derived_pool_flips_and_permutes_distinct_copies():
     assert torch.equal(img, base.images[1][[0, 2, 1]])
     flat = {tuple(pool[i][0].flatten().tolist()) for i in range(24)}
     assert len(flat) == 24  # every derived image differs
+    # variants 12..23 are upside down: image 0 under variant 12, its box's y range mirrored in the height 4
+    pool = DerivedPool(base, 48)
+    img, t = pool[2 * 12]
+    assert torch.equal(img, base.images[0].flip(-2)) and t["boxes"].tolist() == [[1.0, 1.0, 2.0, 4.0]]
+    assert len({tuple(pool[i][0].flatten().tolist()) for i in range(48)}) == 48
     with pytest.raises(ValueError):
-        DerivedPool(base, 25)
+        DerivedPool(base, 49)
 
 
 def test_synthetic_detections_are_fixed_and_evaluate_like_pycocotools():
