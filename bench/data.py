@@ -90,18 +90,14 @@ class DerivedPool:
         img, target = self.base[i % len(self.base)]
         vflip, flip, perm = _VARIANTS[i // len(self.base)]
         target = dict(target, image_id=i + 1)
-        if vflip:
-            H = img.shape[-2]
-            img = img.flip(-2)
-            b = target["boxes"].clone()
-            b[:, [1, 3]] = H - target["boxes"][:, [3, 1]]
-            target["boxes"] = b
-        if flip:
-            W = img.shape[-1]
-            img = img.flip(-1)
-            b = target["boxes"].clone()
-            b[:, [0, 2]] = W - target["boxes"][:, [2, 0]]
-            target["boxes"] = b
+        # an upside-down flip mirrors the boxes' y coordinates in the height, a left-right flip x in the width
+        for flipped, dim, (lo, hi) in ((vflip, -2, (1, 3)), (flip, -1, (0, 2))):
+            if flipped:
+                size = img.shape[dim]
+                img = img.flip(dim)
+                b = target["boxes"].clone()
+                b[:, [lo, hi]] = size - target["boxes"][:, [hi, lo]]
+                target["boxes"] = b
         return img[list(perm)], target
 
 
