@@ -103,15 +103,13 @@ def run(args) -> int:
     import torch
 
     from activedet.evaluation.voc import subset_map
-    from activedet.io import atomic_path
+    from activedet.io import InputError, atomic_path
 
     torch.set_num_threads(args.threads)
     exp = Path(args.experiment)
     paths = model_paths(exp, args.strategy)
     if not paths:
-        print(f"error: {exp}: no models of strategy {args.strategy} (runs/{args.strategy}/seed*/cycle*/model.pt)",
-              file=sys.stderr)
-        return 2
+        raise InputError(f"{exp}: no models of strategy {args.strategy} (runs/{args.strategy}/seed*/cycle*/model.pt)")
     rows, halvings = [], None
     for (seed, cycle), path in sorted(paths.items()):
         matches, n_labeled, test_ids = matches_of(path, args.test_images, args.test_annotations)
@@ -127,7 +125,6 @@ def run(args) -> int:
         print(f"seed {seed} cycle {cycle}: mAP@0.5 {row['full']:.4f}", flush=True)
     table = split_half_table(pd.DataFrame(rows), len(test_ids), args.splits)
     table.insert(0, "strategy", args.strategy)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.out) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     print(table.to_string(index=False))

@@ -31,7 +31,7 @@ import pandas as pd
 from ..data.coco import CocoData
 from ..data.splits import merge_labels, unlabeled_ids
 from ..io import InputError
-from .proxy import ProxyRunner, candidate_batch
+from .proxy import ProxyRunner, candidate_batch, validation_split
 from .steps import AGENT, build_table, proxy_seed, stream_seed, unlabeled_embeddings
 
 # Record numbers of the diagnostic's batches: far from the lookup table's records, so no batch is a record's.
@@ -88,19 +88,21 @@ def diagnose_cycle(params: dict, options: dict, model_path, images_dir, labeled:
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     unl = unlabeled_ids(pool, labeled)
+    batches = [candidate_batch(unl, budget, seed, cycle, FIRST_BATCH + k) for k in range(n_batches)]
     # checked before any training: an earlier run's true gains must be of these very batches
-    earlier = _earlier_true_maps(true_gains, [candidate_batch(unl, budget, seed, cycle, FIRST_BATCH + k)
-                                              for k in range(n_batches)]) if true_gains is not None else None
-    runner = ProxyRunner(params, options, model_path, labeled, pool, images_dir, seed)
+    earlier = _earlier_true_maps(true_gains, batches) if true_gains is not None else None
+    teacher_path = model_path
     if proxy_teacher == "heldout":
         teacher_path = work / "proxy_teacher.pt"
-        train_detector(params, detector_dataset(params, labeled.subset(runner.train_ids), images_dir), teacher_path,
+        train_ids, _ = validation_split(labeled.image_ids, options["val_fraction"], seed)  # the proxy's own split
+        train_detector(params, detector_dataset(params, labeled.subset(train_ids), images_dir), teacher_path,
                        seed, log=lambda m: None)
-        runner = ProxyRunner(params, options, teacher_path, labeled, pool, images_dir, seed)
-        log(f"held-out proxy teacher ({len(runner.train_ids)} images) on the proxy's validation part: "
-            f"mAP@0.5 {runner.teacher_map:.4f}")
     elif proxy_teacher != "cycle":
         raise InputError(f"proxy teacher must be 'cycle' or 'heldout', got {proxy_teacher!r}")
+    runner = ProxyRunner(params, options, teacher_path, labeled, pool, images_dir, seed)
+    if proxy_teacher == "heldout":
+        log(f"held-out proxy teacher ({len(runner.train_ids)} images) on the proxy's validation part: "
+            f"mAP@0.5 {runner.teacher_map:.4f}")
     ids, x = unlabeled_embeddings(embeddings, labeled, "embeddings")
     table = build_table(table_df, ids, x, options, budget, seed, "lookup table")
     position = {int(i): k for k, i in enumerate(ids)}
@@ -109,9 +111,8 @@ def diagnose_cycle(params: dict, options: dict, model_path, images_dir, labeled:
     base = _val_map(model, val, val_ds, device)
     log(f"cycle model on the validation split: mAP@0.5 {base:.4f}")
     rows = []
-    for k in range(n_batches):
+    for k, batch in enumerate(batches):
         t0 = time.perf_counter()
-        batch = candidate_batch(unl, budget, seed, cycle, FIRST_BATCH + k)
         estimate, nearest = table.estimate(x[[position[i] for i in batch]])
         proxy = runner.run(batch, proxy_seed(seed, cycle))["map50"]
         again = runner.run(batch, stream_seed(seed, cycle, NOISE_STREAM, k))["map50"] if k < noise_batches else None
@@ -122,7 +123,7 @@ def diagnose_cycle(params: dict, options: dict, model_path, images_dir, labeled:
             train_detector(params, detector_dataset(params, merged, images_dir), work / "retrained.pt", seed,
                            log=lambda m: None)
             retrained, _ = load_model(work / "retrained.pt", device)
-            true_map = _val_map(retrained, val, detector_dataset(params, val, val_images, ckpt["categories"]), device)
+            true_map = _val_map(retrained, val, val_ds, device)
         rows.append({"batch": k, "image_ids": batch, "table_estimate": estimate, "nearest_distance": nearest,
                      "beyond_threshold": bool(table.beyond_threshold(nearest)), "proxy_reward": proxy,
                      "proxy_reward_seed2": again, "true_map50": true_map, "true_gain": true_map - base,
