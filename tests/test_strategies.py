@@ -119,6 +119,23 @@ def test_k_center_greedy_chunked_centres_agree():
     assert k_center_greedy(x, is_center, 5, chunk=4) == k_center_greedy(x, is_center, 5)
 
 
+@pytest.mark.parametrize("block", [1, 7, 52, 10 ** 6])
+def test_k_center_greedy_row_blocks_agree_with_brute_force(block):
+    # blocks of 1 row, rows not dividing the pool, a block of whole chunks, and one block: same picks,
+    # Euclidean and CDAL's symmetric KL
+    from activedet.strategies.cdal import symmetric_kl
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(45, 4))
+    is_center = np.zeros(45, dtype=bool)
+    is_center[rng.choice(45, size=17, replace=False)] = True
+    got = k_center_greedy(torch.from_numpy(x), torch.from_numpy(is_center), 6, chunk=5, block=block)
+    assert got == brute_k_center(x, is_center, 6)
+    p = torch.from_numpy(rng.dirichlet(np.ones(5), size=45))
+    kl = [k_center_greedy(p, torch.from_numpy(is_center), 6, chunk=c, distance=symmetric_kl, block=b)
+          for c, b in ((5, block), (4096, 10 ** 9))]
+    assert kl[0] == kl[1] and len(set(kl[0])) == 6
+
+
 def test_k_center_greedy_obvious_case():
     x = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 3.0], [10.0, 10.0], [10.0, 12.0]])
     is_center = torch.tensor([True, False, False, False, False])
