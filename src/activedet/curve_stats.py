@@ -40,6 +40,29 @@ def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, floa
     return m, m - half, m + half
 
 
+def paired_cycle_differences(curves: pd.DataFrame, strategy: str, metric: str = "map50",
+                             level: float = 0.95) -> pd.DataFrame:
+    """``strategy`` minus every other strategy at each cycle, paired by seed, with a t interval.
+
+    ``curves``: the rows of ``curves.csv`` (strategy, seed, cycle, n_labeled, ``metric``). Only seeds both
+    strategies ran are paired. Returns one row per (other, cycle): other, cycle, n_labeled, seeds, diff_mean,
+    ci_low, ci_high (``metric`` units; NaN bounds under two seeds), and ``ahead`` (the interval's low end above
+    0). This is the per-cycle form of ``summary.csv``'s ALC interval (the same paired t interval, `mean_ci`).
+    """
+    mine = curves[curves["strategy"] == strategy].set_index(["seed", "cycle"])[metric]
+    rows = []
+    for other, g in curves[curves["strategy"] != strategy].groupby("strategy", sort=False):
+        theirs = g.set_index(["seed", "cycle"])
+        for cycle, gc in theirs.groupby(level="cycle"):
+            common = [k for k in gc.index if k in mine.index]
+            diff = np.array([mine[k] - gc.loc[k, metric] for k in common], dtype=float)
+            m, lo, hi = mean_ci(diff, level)
+            rows.append({"other": other, "cycle": int(cycle), "n_labeled": int(gc["n_labeled"].iloc[0]),
+                         "seeds": len(common), "diff_mean": m, "ci_low": lo, "ci_high": hi,
+                         "ahead": bool(lo > 0) if not math.isnan(lo) else False})
+    return pd.DataFrame(rows)
+
+
 def area_over_range(x: np.ndarray, y: np.ndarray, lo: float, hi: float) -> float:
     """Mean of the piecewise-linear curve through (x, y) over [lo, hi]: trapezoid area / (hi - lo).
 
