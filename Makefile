@@ -36,7 +36,7 @@ report: setup
 	$(BIN)/snakemake --report "$$($(BIN)/python -c 'import yaml; p = yaml.safe_load(open("params.yaml")); print(p.get("output_dir") or "results", p["experiment"], sep="/")')/report.html"
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=20  # the 20 slowest tests: where CI time goes
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow and not slurm"

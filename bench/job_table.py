@@ -4,7 +4,9 @@
 
 Every rule writes a benchmark TSV (columns ``s`` wall seconds, ``cpu_time`` CPU seconds); the kind of job is
 the file's stem with record numbers dropped (``lookup_record3`` -> ``lookup_record``), the shared cycle-0 job
-(``initial/seed<s>/benchmark.tsv``) is ``train_initial+evaluate`` and a rule's single file elsewhere
+(``initial/seed<s>/benchmark.tsv``) is ``train_initial+evaluate``, the 100%-labeled reference
+(``reference/seed<s>/benchmark.tsv``) is ``reference``, a paper experiment's per-run files
+(``paper/table2/<method>/seed<s>.tsv``) are ``table2 run``, and a rule's single file elsewhere
 (``checks/check_dataset.tsv``, ``pretrained/...``) keeps its stem.
 """
 from __future__ import annotations
@@ -18,8 +20,14 @@ import pandas as pd
 
 def kind_of(path: Path) -> str:
     if path.name == "benchmark.tsv":
-        return "train_initial+evaluate" if path.parent.parent.name == "initial" else path.parent.name
-    return re.sub(r"\d+$", "", path.stem)
+        top = path.parent.parent.name
+        return {"initial": "train_initial+evaluate", "reference": "reference"}.get(top, path.parent.name)
+    parts = path.parts
+    if "paper" in parts[:-2] and path.parent.name != "benchmarks":
+        # one file per run of a paper experiment (paper/table2/<method>/seed<s>.tsv,
+        # paper/fig7/<strategy>/seed<s>/cycle<c>.tsv): named by its experiment's folder
+        return f"{parts[len(parts) - 1 - parts[::-1].index('paper') + 1]} run"
+    return re.sub(r"^lookup_record\d+$", "lookup_record", path.stem)
 
 
 def job_table(exp: Path) -> pd.DataFrame:

@@ -64,8 +64,9 @@ def main(argv=None) -> int:
                                       "--child", strategy, step, str(n)], check=True, capture_output=True, text=True)
                 rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     df = pd.DataFrame(rows)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(args.out, index=False)
+    from activedet.io import atomic_path
+    with atomic_path(args.out) as tmp:  # a killed run leaves the previous table whole
+        df.to_csv(tmp, index=False)
     print(df.to_string(index=False))
     return 0
 

@@ -305,11 +305,23 @@ def test_job_table_sums_benchmark_files_per_kind_of_job(tmp_path):
     tsv(exp / "runs" / "mgral" / "seed0" / "cycle1" / "benchmarks" / "lookup_record12.tsv", 6.0, 5.0)
     tsv(exp / "initial" / "seed0" / "benchmark.tsv", 7.0, 6.5)
     tsv(exp / "checks" / "check_dataset.tsv", 1.0, 0.5)
+    tsv(exp / "reference" / "seed1" / "benchmark.tsv", 3.0, 3.0)
+    tsv(exp / "paper" / "table2" / "miaod" / "seed0.tsv", 2.0, 2.0)
+    tsv(exp / "paper" / "table2" / "random" / "seed0.tsv", 2.0, 1.0)
+    tsv(exp / "paper" / "fig7" / "random" / "seed0" / "cycle1.tsv", 1.0, 1.0)
+    tsv(exp / "paper" / "benchmarks" / "miaod_fig5.tsv", 1.0, 1.0)
+    tsv(exp / "paper" / "benchmarks" / "miaod_fig7.tsv", 1.0, 1.0)
     t = job_table(exp).set_index("step")
+    # the reference, Table 2's runs and Fig. 7's cycles are their own kinds, not "seed" or "cycle"
+    assert t.loc["reference", "jobs"] == 1 and t.loc["table2 run", "jobs"] == 2 and t.loc["table2 run", "cpu_s"] == 3.0
+    assert t.loc["fig7 run", "jobs"] == 1 and t.loc["miaod_fig5", "jobs"] == 1 and t.loc["miaod_fig7", "jobs"] == 1
+    assert not {"seed", "seed1", "cycle", "miaod_fig"} & set(t.index)
+    assert t.loc["total", "jobs"] == 12 and t.loc["total", "wall_s"] == 59.0
+    t = t.drop(["reference", "table2 run", "fig7 run", "miaod_fig5", "miaod_fig7", "total"])
     assert t.loc["train", "jobs"] == 2 and t.loc["train", "wall_s"] == 30.0 and t.loc["train", "cpu_s"] == 27.0
     assert t.loc["lookup_record", "jobs"] == 2 and t.loc["lookup_record", "cpu_s"] == 9.0
     assert t.loc["train_initial+evaluate", "wall_s"] == 7.0 and t.loc["check_dataset", "jobs"] == 1
-    assert t.loc["total", "jobs"] == 6 and t.loc["total", "wall_s"] == 49.0
+    assert t["jobs"].sum() == 6 and t["wall_s"].sum() == 49.0
 
 
 def test_split_half_noise_by_hand():

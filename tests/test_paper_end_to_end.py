@@ -12,10 +12,11 @@ import yaml
 from helpers.paper import PAPER, imagenet_stand_ins, roots_file, workflow_copy
 from helpers.pipeline import BIN, ROOT, run
 
-# CI runs the two MGRAL configurations: together they hold both detectors (SSD300-VGG16 on VOC, RetinaNet-R50-FPN
-# on COCO), both readers, MI-AOD's RetinaNet and SSD heads, MGRAL on each, and every baseline. The other three
-# are the same parts in other pairings (minutes each, mostly job start-up); -m slow runs them too.
-CI_CONFIGS = ["voc_mgral", "coco_mgral"]
+# CI runs voc_mgral: SSD300-VGG16 with its own head, loss and MI-AOD head (code no other test runs end to end),
+# the VOC reader, MGRAL and every baseline. The other four pair the same parts with RetinaNet-R50-FPN, whose
+# RetinaNet class and MI-AOD head the default pipeline's tests run on the tiny backbone, and the COCO reader
+# (minutes each, mostly job start-up; with coco_mgral too, CI took over 30 minutes). -m slow runs all five.
+CI_CONFIGS = ["voc_mgral"]
 CONFIGS = [name if name in CI_CONFIGS else pytest.param(name, marks=pytest.mark.paper_full)
            for name in ["voc_retinanet", "voc_ssd", "coco_retinanet", "voc_mgral", "coco_mgral"]]
 SHRINK = yaml.safe_load((PAPER / "shrink.yaml").read_text())

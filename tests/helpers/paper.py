@@ -1,12 +1,13 @@
 """The paper configurations' workflow copy and fake VOC / COCO trees of the real sizes, for dry runs."""
 import json
 import shutil
+import zlib
 from pathlib import Path
 
 import yaml
 
 from helpers.pipeline import ROOT
-from helpers.voc import write_set
+from helpers.voc import random_jpeg, write_set
 
 PAPER = ROOT / "configs" / "paper"
 VOC_SETS = {("VOC2007", "trainval"): 5011, ("VOC2012", "trainval"): 11540, ("VOC2007", "test"): 4952}
@@ -79,13 +80,6 @@ def _tiny_boxes(rng, i):
     return boxes
 
 
-def _jpeg(rng, path: Path, size=(120, 90)):
-    import numpy as np
-    from PIL import Image
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path, quality=90)
-
-
 def tiny_voc(root: Path, sizes=((("VOC2007", "trainval"), 10), (("VOC2012", "trainval"), 6),
                                 (("VOC2007", "test"), 6))) -> Path:
     """A VOCdevkit with the three sets the VOC paper configurations read, real XML and JPEG files."""
@@ -96,8 +90,7 @@ def tiny_voc(root: Path, sizes=((("VOC2007", "trainval"), 10), (("VOC2012", "tra
     for (year, set_name), n in sizes:
         names = [f"{year[-4:]}_{set_name}_{i:03d}" for i in range(n)]
         for i, name in enumerate(names):
-            write_voc(root, year, name, size=(120, 90), objects=[obj(*b) for b in _tiny_boxes(rng, i)])
-            _jpeg(rng, root / year / "JPEGImages" / f"{name}.jpg")
+            write_voc(root, year, name, size=(120, 90), objects=[obj(*b) for b in _tiny_boxes(rng, i)], image=True)
         write_set(root, year, set_name, names)
     return root
 
@@ -111,7 +104,7 @@ def tiny_coco(root: Path, sizes=(("train2017", 16), ("val2017", 6))) -> Path:
         images, annotations = [], []
         for i in range(n):
             name = f"{i + 1:012d}.jpg"
-            _jpeg(rng, root / split / name)
+            random_jpeg(root / split / name, (120, 90), zlib.crc32(f"{split}/{name}".encode()))
             images.append({"id": i + 1, "file_name": name, "width": 120, "height": 90})
             for c, x1, y1, x2, y2 in _tiny_boxes(rng, i):
                 annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "iscrowd": 0,

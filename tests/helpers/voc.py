@@ -1,4 +1,5 @@
 """PASCAL VOC trees written by hand: one annotation XML (and optionally its JPEG) and ImageSets lists."""
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +24,17 @@ def write_voc(root: Path, year: str, name: str, size=(500, 375), objects=(), fil
         raw_xml = (f"<annotation><folder>{year}</folder><filename>{fname}</filename><size><width>{size[0]}</width>"
                    f"<height>{size[1]}</height><depth>3</depth></size><segmented>0</segmented>{objs}</annotation>")
     ann.write_text(raw_xml, encoding="utf-8")
-    if image:
-        img = root / year / "JPEGImages" / fname
-        img.parent.mkdir(parents=True, exist_ok=True)
-        arr = np.random.default_rng(len(name)).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-        Image.fromarray(arr).save(img, quality=95)
+    if image:  # seeded by the name: two names never share an image (check-dataset refuses duplicates)
+        random_jpeg(root / year / "JPEGImages" / fname, size, zlib.crc32(name.encode()))
     return ann
+
+
+def random_jpeg(path: Path, size, seed: int) -> Path:
+    """A JPEG of uniform noise, ``size`` (width, height), the same for the same seed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(arr).save(path, quality=95)
+    return path
 
 
 def write_set(root: Path, year: str, set_name: str, names):
