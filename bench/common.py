@@ -8,9 +8,11 @@ A ``goal`` such as ``>= 0.8`` applies to the ratio when there is one, else to th
 """
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import platform
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -261,3 +263,26 @@ def print_table(rows: list[dict]) -> None:
     })
     with pd.option_context("display.max_rows", None, "display.max_colwidth", 70, "display.width", 250):
         print(table.to_string(index=False))
+
+
+def experiment_parser(prog: str, doc: str, strategy: str) -> argparse.ArgumentParser:
+    """The arguments of every bench tool that reads a finished experiment: its folder, ``--strategy``,
+    ``--threads`` (1, as the bench's published figures) and the CSV to write (``--out``)."""
+    ap = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("experiment", help="a finished experiment folder (results/<experiment>)")
+    ap.add_argument("--strategy", default=strategy)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, required=True, help="CSV to write")
+    return ap
+
+
+def run_tool(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """``run(args)``, with a missing or malformed input (model, test set, pool) as ``error: <message>`` and
+    exit status 2, not a traceback."""
+    from activedet.io import InputError
+
+    try:
+        return run(args)
+    except (InputError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

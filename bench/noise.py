@@ -25,20 +25,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .common import experiment_parser, run_tool
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m bench.noise", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("experiment", help="a finished experiment folder (results/<experiment>)")
-    ap.add_argument("--strategy", default="random")
+    ap = experiment_parser("python -m bench.noise", __doc__, strategy="random")
     ap.add_argument("--test-images", default=str(ROOT / "data" / "digit_scenes" / "test" / "images"))
     ap.add_argument("--test-annotations", default=str(ROOT / "data" / "digit_scenes" / "test.json"))
     ap.add_argument("--splits", type=int, default=100, help="random halvings of the test set")
     ap.add_argument("--seed", type=int, default=0, help="seed of the halvings")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", required=True, help="CSV to write")
     return ap.parse_args(argv)
 
 
@@ -89,14 +86,7 @@ def split_half_table(maps: pd.DataFrame, n_test: int, splits: int) -> pd.DataFra
 
 
 def main(argv=None) -> int:
-    from activedet.io import InputError
-
-    args = parse_args(argv)
-    try:
-        return run(args)
-    except (InputError, OSError) as e:  # a missing or malformed test set or model: the message, not a traceback
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_tool(run, parse_args(argv))
 
 
 def run(args) -> int:

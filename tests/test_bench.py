@@ -366,3 +366,29 @@ def test_peak_memory_sees_a_temporary_array():
     assert out == 25 * 2 ** 20 and peak - idle >= 150
     _, after = peak_memory(lambda: None, cpu)  # reset: the next step's peak does not carry the array
     assert after < peak - 100
+
+
+def test_postprocess_profile_times_forward_postprocess_and_its_ops():
+    """Every row names its part; the postprocess's ops include torchvision's NMS once candidates exist, and the
+    bound is forward / (forward + postprocess)."""
+    from activedet import params as P
+    from activedet.models import build_model
+    from bench.postprocess_profile import profile_model
+
+    torch.manual_seed(0)
+    model = build_model(P.load(None), 3).eval()
+    model.postprocess_cfg["score_threshold"] = 0.0  # an untrained model's scores are ~0.01: every one a candidate
+    rows = profile_model(model, [torch.rand(2, 3, 64, 64) for _ in range(3)], 0.0)
+    parts = {r["part"]: r for r in rows}
+    f, p = parts["forward"]["ms_per_batch"], parts["postprocess"]["ms_per_batch"]
+    assert f > 0 and p > 0 and parts["forward"]["bound"] == pytest.approx(f / (f + p))
+    assert parts["torchvision::nms"]["calls_per_batch"] == 2  # one call per image
+    assert parts["forward"]["candidates_per_image"] > parts["forward"]["detections_per_image"] > 0
+
+
+def test_postprocess_profile_without_the_model_is_an_input_error(tmp_path, capsys):
+    from bench.postprocess_profile import main
+
+    assert main([str(tmp_path), "--out", str(tmp_path / "x.csv"), "--annotations", str(tmp_path / "none.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err and not (tmp_path / "x.csv").exists()
