@@ -1,6 +1,7 @@
 """The benchmark suite: its statistics, goals, CSV merging, experiment readers, derived pools, and a --quick run."""
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -392,3 +393,40 @@ def test_postprocess_profile_without_the_model_is_an_input_error(tmp_path, capsy
     assert main([str(tmp_path), "--out", str(tmp_path / "x.csv"), "--annotations", str(tmp_path / "none.json")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err and not (tmp_path / "x.csv").exists()
+
+
+def test_set_and_training_components_by_hand():
+    from bench.set_noise import variance_components
+
+    # set 0: 0.5 / 0.7 (mean 0.6), set 1: 0.8 / 0.8; MS_within = (0.01 + 0.01 + 0 + 0) / 2 = 0.01,
+    # MS_between = 2 * (0.01 + 0.01) / 1 = 0.04, sd_set^2 = (0.04 - 0.01) / 2 = 0.015
+    t = pd.DataFrame({"seed": [0, 0, 1, 1], "map50": [0.5, 0.7, 0.8, 0.8]})
+    c = variance_components(t)
+    assert c["sd_training"] == pytest.approx(0.1) and c["sd_set"] == pytest.approx(math.sqrt(0.015))
+    assert c["sd_one_training"] == pytest.approx(math.sqrt(0.025)) and (c["n_sets"], c["trainings_per_set"]) == (2, 2)
+    # sets that differ less than their trainings: no set component left
+    assert variance_components(pd.DataFrame({"seed": [0, 0, 1, 1], "map50": [0.5, 0.7, 0.7, 0.5]}))["sd_set"] == 0
+    with pytest.raises(ValueError, match="same number"):
+        variance_components(pd.DataFrame({"seed": [0, 0, 1], "map50": [0.5, 0.7, 0.8]}))
+
+
+def test_set_noise_reads_the_runs_and_their_retrainings(tmp_path, capsys):
+    from bench.set_noise import main
+
+    exp, re_ = tmp_path / "exp", tmp_path / "retrained"
+    for seed, own, again in [(0, 0.5, 0.7), (1, 0.8, 0.8), (2, 0.9, None)]:  # seed 2 was not retrained: left out
+        m = exp / "runs" / "random" / f"seed{seed}" / "cycle4" / "metrics.json"
+        m.parent.mkdir(parents=True)
+        m.write_text(json.dumps({"map50": own}))
+        if again is not None:
+            re_.mkdir(exist_ok=True)
+            (re_ / f"s{seed}_t11.metrics.json").write_text(json.dumps({"map50": again}))
+    args = [str(exp), "--cycle", "4", "--retrained", str(re_), "--out", str(tmp_path / "t.csv"),
+            "--summary", str(tmp_path / "s.csv")]
+    assert main(args) == 0
+    s = pd.read_csv(tmp_path / "s.csv").iloc[0]
+    assert s["sd_set"] == pytest.approx(math.sqrt(0.015), rel=1e-5) and s["n_sets"] == 2  # 6 digits in the CSV
+    assert len(pd.read_csv(tmp_path / "t.csv")) == 4
+    (re_ / "s1_t12.metrics.json").write_text(json.dumps({"map50": 0.8}))  # set 1 trained 3 times, set 0 twice
+    assert main(args) == 2
+    assert capsys.readouterr().err.startswith("error: ")

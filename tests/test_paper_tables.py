@@ -83,7 +83,7 @@ def test_mgral_config_defines_the_records_variants_of_table3():
     assert records == {"50": 2, "100": 4, "200": 8}
 
 
-@pytest.mark.parametrize("name", ["eval_plain.yaml", "miaod_five_seeds.yaml"])
+@pytest.mark.parametrize("name", ["eval_plain.yaml", "eval_plain_five_seeds.yaml", "miaod_five_seeds.yaml"])
 def test_eval_plain_configs_validate_and_judge_miaod_with_the_plain_detector(name):
     from activedet.strategies import resolve
 
