@@ -1,12 +1,12 @@
 """How much of a cycle's seed spread is the labeled set drawn, and how much is training: a one-way analysis.
 
-    python -m bench.set_noise results/<experiment> --strategy random --cycle 4 \
+    python -m bench.set_noise results/<experiment> --strategy random --cycle 4 --metrics map50 coco_ap \
         --retrained results/set_vs_training --out set_vs_training.csv --summary set_vs_training_summary.csv
 
 Each seed's labeled set of the cycle was trained once by the run (its own training seed) and again with other
 training seeds into ``--retrained`` (``s<seed>_t<training seed>.metrics.json``, from ``python -m activedet
 train`` and ``evaluate``; the README of docs/results/default_five_seeds/ gives the loop). With k trainings
-of each of n sets, the balanced one-way random-effects analysis of mAP@0.5 gives
+of each of n sets, the balanced one-way random-effects analysis of each metric (mAP@0.5, COCO AP) gives
 
     MS_within  = sum over sets and trainings of (x - set mean)^2 / (n (k - 1))     -> sd_training^2
     MS_between = k * sum over sets of (set mean - grand mean)^2 / (n - 1)
@@ -14,9 +14,9 @@ of each of n sets, the balanced one-way random-effects analysis of mAP@0.5 gives
 
 ``sd_set`` is the spread the draw of the labeled set causes with training noise averaged out, and the floor
 of the seed spread of one training per set: ``sqrt(sd_set^2 + sd_training^2)`` is what one training per
-set shows (the run's own seed spread estimates the same). The test set's share (``bench.noise``) is inside
-both. Written by hand: the two mean squares are a few lines, and the analysis needs nothing a statistics
-package would add for a balanced design.
+set shows; ``sd_own_seeds``, the spread of the run's own trainings (the learning curve's), estimates the
+same. The test set's share (``bench.noise``) is inside both components. Written by hand: the two mean
+squares are a few lines, and a balanced design needs nothing a statistics package would add.
 """
 from __future__ import annotations
 
@@ -36,7 +36,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--cycle", type=int, required=True)
     ap.add_argument("--retrained", type=Path, required=True,
                     help="folder of s<seed>_t<training seed>.metrics.json for the cycle's labeled sets")
-    ap.add_argument("--summary", type=Path, required=True, help="CSV of the analysis (one row)")
+    ap.add_argument("--summary", type=Path, required=True, help="CSV of the analysis (one row per metric)")
+    ap.add_argument("--metrics", nargs="+", default=["map50", "coco_ap"], choices=["map50", "map50_area", "coco_ap"],
+                    help="metrics.json keys analysed (VOC07 mAP@0.5, area mAP@0.5, COCO AP)")
     return ap.parse_args(argv)
 
 
@@ -44,21 +46,21 @@ def main(argv=None) -> int:
     return run_tool(run, parse_args(argv))
 
 
-def variance_components(table: pd.DataFrame) -> dict:
-    """``table`` with columns ``seed`` (the labeled set) and ``map50``, the same number of trainings per set:
-    sd_training, sd_set, sd_one_training (one training per set), n_sets, trainings_per_set, map50_mean.
+def variance_components(table: pd.DataFrame, metric: str = "map50") -> dict:
+    """``table`` with columns ``seed`` (the labeled set) and ``metric``, the same number of trainings per set:
+    sd_training, sd_set, sd_one_training (one training per set), n_sets, trainings_per_set, mean.
 
     Raises ValueError for an unbalanced table or fewer than 2 sets or trainings per set."""
-    k_per_set = table.groupby("seed")["map50"].size()
+    k_per_set = table.groupby("seed")[metric].size()
     n, k = len(k_per_set), int(k_per_set.iloc[0]) if len(k_per_set) else 0
     if n < 2 or k < 2 or (k_per_set != k).any():
         raise ValueError(f"need at least 2 labeled sets with the same number (>= 2) of trainings each, got {dict(k_per_set)}")
-    means = table.groupby("seed")["map50"].transform("mean")
-    ms_within = float(((table["map50"] - means) ** 2).sum()) / (n * (k - 1))
-    set_means = table.groupby("seed")["map50"].mean()
+    means = table.groupby("seed")[metric].transform("mean")
+    ms_within = float(((table[metric] - means) ** 2).sum()) / (n * (k - 1))
+    set_means = table.groupby("seed")[metric].mean()
     ms_between = k * float(((set_means - set_means.mean()) ** 2).sum()) / (n - 1)
     sd_set2 = max(0.0, (ms_between - ms_within) / k)
-    return {"n_sets": n, "trainings_per_set": k, "map50_mean": float(table["map50"].mean()),
+    return {"n_sets": n, "trainings_per_set": k, "mean": float(table[metric].mean()),
             "sd_training": ms_within ** 0.5, "sd_set": sd_set2 ** 0.5, "sd_one_training": (sd_set2 + ms_within) ** 0.5}
 
 
@@ -69,24 +71,29 @@ def run(args) -> int:
     rows = []
     for path in sorted((exp / "runs" / args.strategy).glob(f"seed*/cycle{args.cycle}/metrics.json")):
         seed = int(re.sub(r"\D", "", path.parent.parent.name))
-        rows.append({"seed": seed, "training_seed": "own", "map50": read_json(path)["map50"]})
+        m = read_json(path)
+        rows.append({"seed": seed, "training_seed": "own", **{k: m[k] for k in args.metrics}})
     for path in sorted(Path(args.retrained).glob("s*_t*.metrics.json")):
         seed, training = re.fullmatch(r"s(\d+)_t(\d+)\.metrics\.json", path.name).groups()
-        rows.append({"seed": int(seed), "training_seed": training, "map50": read_json(path)["map50"]})
-    table = pd.DataFrame(rows, columns=["seed", "training_seed", "map50"])
+        m = read_json(path)
+        rows.append({"seed": int(seed), "training_seed": training, **{k: m[k] for k in args.metrics}})
+    table = pd.DataFrame(rows, columns=["seed", "training_seed", *args.metrics])
     if table.empty or table["training_seed"].ne("own").sum() == 0:
         raise InputError(f"{exp} / {args.retrained}: no metrics of strategy {args.strategy} cycle {args.cycle} "
                          f"and of its retrained labeled sets")
     table = table[table["seed"].isin(table.loc[table["training_seed"] != "own", "seed"])]
-    try:
-        summary = {"strategy": args.strategy, "cycle": args.cycle, **variance_components(table)}
-    except ValueError as e:
-        raise InputError(f"{args.retrained}: {e}") from None
-    summary["sd_own_seeds"] = float(table.loc[table["training_seed"] == "own", "map50"].std())
+    summary = []
+    for metric in args.metrics:
+        try:
+            row = {"strategy": args.strategy, "cycle": args.cycle, "metric": metric, **variance_components(table, metric)}
+        except ValueError as e:
+            raise InputError(f"{args.retrained}: {e}") from None
+        row["sd_own_seeds"] = float(table.loc[table["training_seed"] == "own", metric].std())  # the curve's spread
+        summary.append(row)
     with atomic_path(args.out) as tmp:
         table.sort_values(["seed", "training_seed"]).to_csv(tmp, index=False, float_format="%.6g")
     with atomic_path(args.summary) as tmp:
-        pd.DataFrame([summary]).to_csv(tmp, index=False, float_format="%.6g")
+        pd.DataFrame(summary).to_csv(tmp, index=False, float_format="%.6g")
     print(json.dumps(summary, indent=1))
     return 0
 

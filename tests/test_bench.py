@@ -417,16 +417,17 @@ def test_set_noise_reads_the_runs_and_their_retrainings(tmp_path, capsys):
     for seed, own, again in [(0, 0.5, 0.7), (1, 0.8, 0.8), (2, 0.9, None)]:  # seed 2 was not retrained: left out
         m = exp / "runs" / "random" / f"seed{seed}" / "cycle4" / "metrics.json"
         m.parent.mkdir(parents=True)
-        m.write_text(json.dumps({"map50": own}))
+        m.write_text(json.dumps({"map50": own, "coco_ap": own / 2}))
         if again is not None:
             re_.mkdir(exist_ok=True)
-            (re_ / f"s{seed}_t11.metrics.json").write_text(json.dumps({"map50": again}))
+            (re_ / f"s{seed}_t11.metrics.json").write_text(json.dumps({"map50": again, "coco_ap": again / 2}))
     args = [str(exp), "--cycle", "4", "--retrained", str(re_), "--out", str(tmp_path / "t.csv"),
             "--summary", str(tmp_path / "s.csv")]
     assert main(args) == 0
-    s = pd.read_csv(tmp_path / "s.csv").iloc[0]
-    assert s["sd_set"] == pytest.approx(math.sqrt(0.015), rel=1e-5) and s["n_sets"] == 2  # 6 digits in the CSV
+    s = pd.read_csv(tmp_path / "s.csv").set_index("metric")
+    assert s.loc["map50", "sd_set"] == pytest.approx(math.sqrt(0.015), rel=1e-5) and s.loc["map50", "n_sets"] == 2
+    assert s.loc["coco_ap", "sd_set"] == pytest.approx(math.sqrt(0.015) / 2, rel=1e-5)  # half the values, half the sd
     assert len(pd.read_csv(tmp_path / "t.csv")) == 4
-    (re_ / "s1_t12.metrics.json").write_text(json.dumps({"map50": 0.8}))  # set 1 trained 3 times, set 0 twice
+    (re_ / "s1_t12.metrics.json").write_text(json.dumps({"map50": 0.8, "coco_ap": 0.4}))  # set 1 trained 3 times, set 0 twice
     assert main(args) == 2
     assert capsys.readouterr().err.startswith("error: ")
