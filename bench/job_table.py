@@ -26,7 +26,8 @@ def kind_of(path: Path) -> str:
     if "paper" in parts[:-2] and path.parent.name != "benchmarks":
         # one file per run of a paper experiment (paper/table2/<method>/seed<s>.tsv,
         # paper/fig7/<strategy>/seed<s>/cycle<c>.tsv): named by its experiment's folder
-        return f"{parts[len(parts) - 1 - parts[::-1].index('paper') + 1]} run"
+        last_paper = len(parts) - 1 - parts[::-1].index("paper")
+        return f"{parts[last_paper + 1]} run"
     return re.sub(r"^lookup_record\d+$", "lookup_record", path.stem)
 
 
