@@ -68,15 +68,23 @@ def run(args) -> int:
     from activedet.io import InputError, atomic_path, read_json
 
     exp = Path(args.experiment)
+
+    def values(path: Path) -> dict:
+        m = read_json(path)
+        missing = [k for k in args.metrics if k not in m]
+        if missing:
+            raise InputError(f"{path}: no {', '.join(missing)} (a metrics.json that evaluate writes)")
+        return {k: m[k] for k in args.metrics}
+
     rows = []
     for path in sorted((exp / "runs" / args.strategy).glob(f"seed*/cycle{args.cycle}/metrics.json")):
         seed = int(re.sub(r"\D", "", path.parent.parent.name))
-        m = read_json(path)
-        rows.append({"seed": seed, "training_seed": "own", **{k: m[k] for k in args.metrics}})
+        rows.append({"seed": seed, "training_seed": "own", **values(path)})
     for path in sorted(Path(args.retrained).glob("s*_t*.metrics.json")):
-        seed, training = re.fullmatch(r"s(\d+)_t(\d+)\.metrics\.json", path.name).groups()
-        m = read_json(path)
-        rows.append({"seed": int(seed), "training_seed": training, **{k: m[k] for k in args.metrics}})
+        name = re.fullmatch(r"s(\d+)_t(\d+)\.metrics\.json", path.name)
+        if name is None:
+            raise InputError(f"{path}: not named s<seed>_t<training seed>.metrics.json")
+        rows.append({"seed": int(name[1]), "training_seed": name[2], **values(path)})
     table = pd.DataFrame(rows, columns=["seed", "training_seed", *args.metrics])
     if table.empty or table["training_seed"].ne("own").sum() == 0:
         raise InputError(f"{exp} / {args.retrained}: no metrics of strategy {args.strategy} cycle {args.cycle} "

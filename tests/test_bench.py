@@ -431,3 +431,7 @@ def test_set_noise_reads_the_runs_and_their_retrainings(tmp_path, capsys):
     (re_ / "s1_t12.metrics.json").write_text(json.dumps({"map50": 0.8, "coco_ap": 0.4}))  # set 1 trained 3 times, set 0 twice
     assert main(args) == 2
     assert capsys.readouterr().err.startswith("error: ")
+    (re_ / "s1_t12.metrics.json").write_text(json.dumps({"map50": 0.8}))  # no COCO AP: named, not a KeyError
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "s1_t12.metrics.json: no coco_ap" in err and "Traceback" not in err
