@@ -41,11 +41,13 @@ def main(argv=None) -> int:
     return run_tool(run, parse_args(argv))
 
 
-def profile_model(model, batches: list, score_threshold: float) -> list[dict]:
-    """Rows ``forward``, ``postprocess`` and one per postprocess op for ``batches`` ([B, 3, H, W] images)."""
+def profile_model(model, batches: list) -> list[dict]:
+    """Rows ``forward``, ``postprocess`` and one per postprocess op for ``batches`` ([B, 3, H, W] images);
+    candidates are the class scores above the model's own score threshold."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
+    score_threshold = model.postprocess_cfg["score_threshold"]
     fwd, post, outputs = [], [], []
     with torch.no_grad():
         for images in batches:
@@ -98,7 +100,7 @@ def run(args) -> int:
         model, ckpt = load_model(path)
         ds = detector_dataset(ckpt["params"], pool, args.images, ckpt["categories"])
         batches = [images for _, (images, _) in zip(range(args.batches), iterate_batches(ds, 64))]
-        model_rows = profile_model(model, batches, model.postprocess_cfg["score_threshold"])
+        model_rows = profile_model(model, batches)
         rows += [{"model": f"{args.strategy} seed{args.seed} cycle{cycle}", **r} for r in model_rows]
         print(f"{path}: forward {model_rows[0]['ms_per_batch']:.1f} ms, postprocess {model_rows[1]['ms_per_batch']:.1f} ms"
               f" per batch of 64", flush=True)

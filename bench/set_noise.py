@@ -29,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from .common import experiment_parser, run_tool
+from .noise import model_paths
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -76,10 +77,8 @@ def run(args) -> int:
             raise InputError(f"{path}: no {', '.join(missing)} (a metrics.json that evaluate writes)")
         return {k: m[k] for k in args.metrics}
 
-    rows = []
-    for path in sorted((exp / "runs" / args.strategy).glob(f"seed*/cycle{args.cycle}/metrics.json")):
-        seed = int(re.sub(r"\D", "", path.parent.parent.name))
-        rows.append({"seed": seed, "training_seed": "own", **values(path)})
+    rows = [{"seed": seed, "training_seed": "own", **values(model.parent / "metrics.json")}
+            for (seed, cycle), model in sorted(model_paths(exp, args.strategy).items()) if cycle == args.cycle]
     for path in sorted(Path(args.retrained).glob("s*_t*.metrics.json")):
         name = re.fullmatch(r"s(\d+)_t(\d+)\.metrics\.json", path.name)
         if name is None:

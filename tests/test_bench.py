@@ -379,7 +379,7 @@ def test_postprocess_profile_times_forward_postprocess_and_its_ops():
     torch.manual_seed(0)
     model = build_model(P.load(None), 3).eval()
     model.postprocess_cfg["score_threshold"] = 0.0  # an untrained model's scores are ~0.01: every one a candidate
-    rows = profile_model(model, [torch.rand(2, 3, 64, 64) for _ in range(3)], 0.0)
+    rows = profile_model(model, [torch.rand(2, 3, 64, 64) for _ in range(3)])
     parts = {r["part"]: r for r in rows}
     f, p = parts["forward"]["ms_per_batch"], parts["postprocess"]["ms_per_batch"]
     assert f > 0 and p > 0 and parts["forward"]["bound"] == pytest.approx(f / (f + p))
@@ -418,6 +418,7 @@ def test_set_noise_reads_the_runs_and_their_retrainings(tmp_path, capsys):
         m = exp / "runs" / "random" / f"seed{seed}" / "cycle4" / "metrics.json"
         m.parent.mkdir(parents=True)
         m.write_text(json.dumps({"map50": own, "coco_ap": own / 2}))
+        (m.parent / "model.pt").touch()  # a finished cycle: its model beside its metrics
         if again is not None:
             re_.mkdir(exist_ok=True)
             (re_ / f"s{seed}_t11.metrics.json").write_text(json.dumps({"map50": again, "coco_ap": again / 2}))
