@@ -9,6 +9,7 @@ import pytest
 import torch
 import yaml
 
+from activedet.checkpoint import load_checkpoint
 from helpers.paper import PAPER, imagenet_stand_ins, roots_file, workflow_copy
 from helpers.pipeline import BIN, ROOT, run
 
@@ -57,10 +58,6 @@ def test_shrink_files_change_scale_only():
         _within({"strategies": {"mgral": {"temperature": 2.0}}}, SCALE_KEYS)
 
 
-def _checkpoint(path):
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", CONFIGS)
 def test_paper_configuration_runs_end_to_end_shrunk(tmp_path, name):
@@ -94,7 +91,7 @@ def test_paper_configuration_runs_end_to_end_shrunk(tmp_path, name):
         for cycle, n in enumerate(sizes):
             run_dir = exp / "runs" / strategy / "seed0" / f"cycle{cycle}"
             assert (run_dir / "metrics.json").is_file(), run_dir
-            ck = _checkpoint(run_dir / "model.pt")
+            ck = load_checkpoint(run_dir / "model.pt")
             assert ck["params"]["detector"]["arch"] == arch and ck["n_images"] == n, (strategy, cycle)
             assert ck.get("method") == ("miaod" if strategy == "miaod" else None), (strategy, cycle)
         assert len(yaml.safe_load((exp / "runs" / strategy / "seed0" / "cycle0" / "selected.json").read_text())
@@ -105,8 +102,8 @@ def test_paper_configuration_runs_end_to_end_shrunk(tmp_path, name):
 
     # the backbone started from the "ImageNet" file: RetinaNet's frozen stem equals it exactly; SSD's VGG
     # (all trained, as the paper) stays within the two shrunk SGD steps of it
-    state = _checkpoint(exp / "runs" / "random" / "seed0" / "cycle1" / "model.pt")["model"]
-    imagenet = torch.load(weights[arch], map_location="cpu", weights_only=True)
+    state = load_checkpoint(exp / "runs" / "random" / "seed0" / "cycle1" / "model.pt")["model"]
+    imagenet = load_checkpoint(weights[arch])
     if arch == "resnet50_fpn":
         stem = next(v for k, v in state.items() if k.endswith("body.conv1.weight"))
         assert torch.equal(stem, imagenet["conv1.weight"])

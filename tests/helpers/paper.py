@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from helpers.pipeline import ROOT
-from helpers.voc import random_jpeg, write_set
+from helpers.voc import obj, random_jpeg, write_set, write_voc
 
 PAPER = ROOT / "configs" / "paper"
 VOC_SETS = {("VOC2007", "trainval"): 5011, ("VOC2012", "trainval"): 11540, ("VOC2007", "test"): 4952}
@@ -84,8 +84,6 @@ def tiny_voc(root: Path, sizes=((("VOC2007", "trainval"), 10), (("VOC2012", "tra
                                 (("VOC2007", "test"), 6))) -> Path:
     """A VOCdevkit with the three sets the VOC paper configurations read, real XML and JPEG files."""
     import numpy as np
-
-    from helpers.voc import obj, write_voc
     rng = np.random.default_rng(0)
     for (year, set_name), n in sizes:
         names = [f"{year[-4:]}_{set_name}_{i:03d}" for i in range(n)]
