@@ -395,6 +395,40 @@ def test_postprocess_profile_without_the_model_is_an_input_error(tmp_path, capsy
     assert err.startswith("error: ") and "Traceback" not in err and not (tmp_path / "x.csv").exists()
 
 
+def test_miaod_profile_splits_convolutions_from_the_rest_and_weighs_the_phases():
+    """conv + other = total per step; a step without a convolution has none; the weighted row is the phases'
+    rows times their weights; ratios are to the plain step."""
+    from bench.miaod_profile import profile_steps
+
+    conv = torch.nn.Conv2d(3, 8, 3)
+    x = torch.rand(2, 3, 16, 16)
+    steps = {"plain": lambda: conv(x), "label": lambda: (conv(x), conv(x)), "min": lambda: x.sum(),
+             "max": lambda: conv(x).sum()}
+    weights = {"label": 0.5, "min": 0.25, "max": 0.25}
+    t = profile_steps(steps, weights, repeats=2).set_index("step")
+    assert list(t.index) == ["plain", "label", "min", "max", "weighted"]
+    assert (t["conv_ms"] + t["other_ms"]).tolist() == pytest.approx(t["total_ms"].tolist())
+    assert t.loc["min", "conv_ms"] == 0 and t.loc["plain", "conv_ms"] > 0 and t.loc["label", "conv_ms"] > 0
+    for c in ("conv_ms", "other_ms", "total_ms"):
+        assert t.loc["weighted", c] == pytest.approx(sum(w * t.loc[ph, c] for ph, w in weights.items()))
+        ratio = c.replace("_ms", "_ratio")
+        assert t[ratio].tolist() == pytest.approx((t[c] / t.loc["plain", c]).tolist())
+    assert t.loc["plain", "total_ratio"] == 1 and t.loc["weighted", "weight"] == 1
+
+
+def test_miaod_profile_runs_the_steps_of_training(tmp_path):
+    from bench.miaod_profile import main
+
+    out = tmp_path / "profile.csv"
+    assert main(["--quick", "--steps", "1", "--out", str(out)]) == 0
+    t = pd.read_csv(out).set_index("step")
+    assert list(t.index) == ["plain", "label", "min", "max", "weighted"]
+    # MI-AOD's label step runs four towers where the plain step runs two; min and max add the unlabeled step
+    assert (t.loc[["label", "min", "max"], "conv_ratio"] > 1).all()
+    assert t.loc["min", "conv_ms"] > t.loc["label", "conv_ms"]
+    assert [p.name for p in tmp_path.iterdir()] == ["profile.csv"]  # the scratch folder is gone
+
+
 def test_set_and_training_components_by_hand():
     from bench.set_noise import variance_components
 

@@ -9,7 +9,7 @@ from activedet import params as P
 from activedet.engine.miaod import phase_iterations, schedule, set_trainable, unlabeled_loss
 from activedet.models import build_model
 from activedet.models.miaod import (
-    discrepancy, image_labels, image_scores, image_uncertainty, instance_uncertainty, level_index,
+    class_softmax, discrepancy, image_labels, image_scores, image_uncertainty, instance_uncertainty, level_index,
     mil_instance_scores, mil_loss, pseudo_image_labels, segment_softmax)
 
 sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
@@ -60,6 +60,18 @@ def test_mil_weights_carry_no_gradient_into_the_instance_classifiers():
     f1, f2, fm = F1.clone().requires_grad_(), F2.clone().requires_grad_(), FMIL.clone().requires_grad_()
     image_scores(mil_instance_scores(f1, f2, fm, LEVELS), LEVELS).sum().backward()
     assert f1.grad is None and f2.grad is None and fm.grad is not None
+
+
+def test_class_softmax_equals_softmax_over_classes_in_value_and_gradient():
+    # the default head's shape: 16 images, 1344 anchors, 10 classes
+    x = torch.randn(16, 1344, 10, generator=torch.Generator().manual_seed(0))
+    g = torch.randn(16, 1344, 10, generator=torch.Generator().manual_seed(1))
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya, yb = class_softmax(a), b.softmax(dim=-1)
+    torch.testing.assert_close(ya, yb, rtol=1e-6, atol=1e-7)
+    (ya * g).sum().backward()
+    (yb * g).sum().backward()
+    torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-7)
 
 
 def test_single_class_mil_uses_sigmoid_and_still_learns():

@@ -47,10 +47,21 @@ def mil_instance_scores(f1: torch.Tensor, f2: torch.Tensor, fmil: torch.Tensor, 
     1 and would teach nothing, so σ(f_mil) is used instead.
     """
     seg = level_index(level_sizes, f1.device)
-    inst = torch.sigmoid((f1 + f2) / 2).max(dim=-1).values  # [B, A]
-    w = segment_softmax(inst, seg, len(level_sizes)).detach()
-    cls = fmil.softmax(dim=-1) if fmil.shape[-1] > 1 else fmil.sigmoid()
+    with torch.no_grad():  # w is detached: no graph for it (amax: max(dim).values is 3x slower on CPU)
+        inst = torch.sigmoid((f1 + f2) / 2).amax(dim=-1)  # [B, A]
+        w = segment_softmax(inst, seg, len(level_sizes))
+    cls = class_softmax(fmil) if fmil.shape[-1] > 1 else fmil.sigmoid()
     return w[..., None] * cls
+
+
+def class_softmax(x: torch.Tensor) -> torch.Tensor:
+    """``x.softmax(dim=-1)`` for x [B, A, C], computed over a transposed view.
+
+    On CPU, torch's softmax over a short last dimension (C = 10 classes) runs about 10 times slower
+    than over a middle one (4.3 ms vs 0.4 ms forward for [16, 1344, 10]); the values agree to float
+    rounding (tests/test_miaod.py).
+    """
+    return x.transpose(1, 2).softmax(dim=1).transpose(1, 2)
 
 
 def image_scores(y_cls: torch.Tensor, level_sizes: list[int]) -> torch.Tensor:
