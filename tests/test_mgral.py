@@ -259,6 +259,37 @@ def test_agent_selection_is_exactly_b_distinct_unlabeled_images(budget):
     assert compute["agent_iterations"] == 5 and compute["records"] == 3 and compute["fallbacks"] == 0
 
 
+def test_agent_without_a_reward_signal_does_not_train_and_says_so(tmp_path):
+    """A table whose records all rate alike (a proxy saturated at mAP 1.0) gives a zero advantage at every
+    iteration: the selection is the same whatever that rating is, the log warns, and the compute record and
+    the compute table count the iterations. A table that varies trains the agent."""
+    from activedet.mgral.measure import compute_table
+
+    emb, labeled, table = synthetic_cycle()
+    picks, computes, logs = [], [], []
+    for value in (0.5, 1.0):
+        _, scores, compute = train_agent_step(mgral_options(), emb, table.assign(map50=value), labeled, 5, 0, 0,
+                                              None, log=logs.append)
+        picks.append(scores[~scores["labeled"]].nlargest(5, "score")["image_id"].tolist())
+        computes.append(compute)
+    assert picks[0] == picks[1]
+    assert [c["zero_advantage_iterations"] for c in computes] == [5, 5]
+    assert sum("warning: every one of the 5 rewards equalled the baseline" in m for m in logs) == 2
+    logs.clear()
+    _, _, varied = train_agent_step(mgral_options(), emb, table, labeled, 5, 0, 0, None, log=logs.append)
+    assert varied["zero_advantage_iterations"] < 5 and not any("warning" in m for m in logs)
+    # mgral-compute's table carries the count (read from the history, so older compute files work too)
+    run = tmp_path / "runs" / "mgral" / "seed0"
+    (run / "cycle0").mkdir(parents=True)
+    (run / "cycle1").mkdir()
+    old = {k: v for k, v in computes[1].items() if k != "zero_advantage_iterations"}
+    (run / "cycle0" / "agent_compute.json").write_text(json.dumps(old))
+    for c, m in ((0, 0.5), (1, 0.6)):
+        (run / f"cycle{c}" / "metrics.json").write_text(json.dumps({"map50": m}))
+    row = compute_table(tmp_path, ["mgral"], [0], 2).iloc[0]
+    assert row["zero_advantage_iterations"] == row["agent_iterations"] == 5
+
+
 def test_selecting_from_embeddings_alone_is_refused():
     emb, _, _ = synthetic_cycle()
     with pytest.raises(InputError, match="agent's scores"):

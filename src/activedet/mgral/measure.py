@@ -211,7 +211,11 @@ def _bench_seconds(path: Path) -> float:
 
 def compute_table(exp_dir, strategies: list[str], seeds: list[int], cycles: int) -> pd.DataFrame:
     """Per MGRAL run and selecting cycle: proxy runs of the table and of fallbacks, agent time, wall seconds
-    of those jobs, and the mAP@0.5 of the cycle's model and of the next one (trained with the selection)."""
+    of those jobs, and the mAP@0.5 of the cycle's model and of the next one (trained with the selection).
+    ``zero_advantage_iterations``: agent iterations whose policy gradient was 0 (all of them: the agent never
+    trained)."""
+    from .steps import zero_advantage_iterations
+
     rows = []
     for strategy in strategies:
         for seed in seeds:
@@ -226,7 +230,9 @@ def compute_table(exp_dir, strategies: list[str], seeds: list[int], cycles: int)
                              "records": comp["records"], "record_proxy_s": comp["record_proxy_seconds"],
                              "fallbacks": comp["fallbacks"], "fallback_s": comp["fallback_seconds"],
                              "beyond_threshold_without_fallback": comp["beyond_threshold_without_fallback"],
-                             "agent_iterations": comp["agent_iterations"], "agent_s": comp["agent_seconds"],
+                             "agent_iterations": comp["agent_iterations"],
+                             "zero_advantage_iterations": zero_advantage_iterations(comp["history"]),
+                             "agent_s": comp["agent_seconds"],
                              "mean_lookup_ms": 1000 * comp["mean_reward_lookup_seconds"],
                              "records_wall_s": record_wall,
                              "train_agent_wall_s": _bench_seconds(bench / "train_agent.tsv"),
@@ -237,5 +243,6 @@ def compute_table(exp_dir, strategies: list[str], seeds: list[int], cycles: int)
 def write_compute_table(df: pd.DataFrame, out_dir) -> list[Path]:
     return _write(df, out_dir, "mgral_compute", "MGRAL: compute spent beside the mAP reached",
                   "Per seed and selecting cycle: map50 of the cycle's model, map50_next after adding MGRAL's batch; "
-                  "proxy trainings of the lookup table (records) and of fallbacks, agent seconds (without "
-                  "fallbacks), wall seconds of the jobs (process start included).")
+                  "proxy trainings of the lookup table (records) and of fallbacks, agent iterations with a zero advantage "
+                  "(all of them: the agent never trained), agent seconds (without fallbacks), wall seconds of the "
+                  "jobs (process start included).")

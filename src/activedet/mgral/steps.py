@@ -36,6 +36,16 @@ def proxy_seed(seed: int, cycle: int) -> int:
     return stream_seed(seed, cycle, PROXY)
 
 
+def zero_advantage_iterations(history: list[dict], tolerance: float = 1e-9) -> int:
+    """Iterations whose advantage (reward − moving-average baseline, Eq. 3–4) is 0 within ``tolerance``.
+
+    Such an iteration's policy gradient is 0: Adam leaves the agent where it was. When every iteration is one
+    (the proxy rates every batch alike, e.g. a reward saturated at mAP 1.0) the agent never trains and its
+    scores are the ranking of its initial weights.
+    """
+    return sum(abs(float(h["advantage"])) <= tolerance for h in history)
+
+
 def read_embeddings(path) -> pd.DataFrame:
     return read_parquet(path, "embeddings table (score --strategy mgral)", ["image_id", "labeled", "embedding"])
 
@@ -148,6 +158,11 @@ def train_agent_step(options: dict, emb: pd.DataFrame, table_df: pd.DataFrame, l
     reward = TableReward(table, x, proxy if runner_factory is not None else None, options["max_fallbacks"])
     agent, history = train_agent(x, budget, reward, options, stream_seed(seed, cycle, AGENT), table.mean_map, log)
     train_s = time.perf_counter() - t_start
+    untrained = zero_advantage_iterations(history)
+    if log and history and untrained == len(history):
+        log(f"warning: every one of the {len(history)} rewards equalled the baseline (the table's records rate "
+            f"{np.min(table_df['map50']):.4f} to {np.max(table_df['map50']):.4f}): the agent did not train, so "
+            f"its selection is the ranking of its initial weights")
     scores = agent_scores(agent, x)
     by_id = dict(zip(ids.tolist(), scores.tolist()))
     frame = pd.DataFrame({"image_id": emb["image_id"].astype(np.int64), "labeled": emb["labeled"].astype(bool)})
@@ -162,7 +177,8 @@ def train_agent_step(options: dict, emb: pd.DataFrame, table_df: pd.DataFrame, l
         "fallback_runs": [{**{k: v for k, v in f.items() if k != "indices"},
                            "image_ids": sorted(int(ids[i]) for i in f["indices"])} for f in reward.fallbacks],
         "beyond_threshold_without_fallback": reward.beyond_without_fallback,
-        "agent_iterations": len(history), "agent_seconds": train_s - fallback_s - setup_s,
+        "agent_iterations": len(history), "zero_advantage_iterations": untrained,
+        "agent_seconds": train_s - fallback_s - setup_s,
         "reward_lookups": reward.lookups, "reward_lookup_seconds": reward.lookup_seconds,
         "mean_reward_lookup_seconds": reward.lookup_seconds / max(1, reward.lookups),
         "history": [{k: h[k] for k in ("iteration", "reward", "ref", "advantage", "log_prob", "seconds")}
