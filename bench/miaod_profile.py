@@ -73,29 +73,23 @@ def profile_steps(steps: dict, weights: dict, repeats: int) -> pd.DataFrame:
 
 
 def run(args) -> int:
-    import tempfile
-
     import torch
 
-    from activedet import params as P
     from activedet.io import atomic_path
 
-    from .common import Context
+    from .__main__ import make_context
     from .data import bench_params
     from .miaod import run_batches, step_functions
 
-    torch.set_num_threads(args.threads)
-    params = P.load(args.params)
-    if params["detector"]["backbone_weights"] == "glyph_scenes":  # as the bench: timing needs no trained weights
-        params["detector"]["backbone_weights"] = None
-    with tempfile.TemporaryDirectory(prefix=".scratch-", dir=args.out.resolve().parent) as scratch:
-        ctx = Context(device=torch.device("cpu"), quick=args.quick, out=Path(scratch) / "unused.csv", params=params,
-                      experiment=None, repeats=1)
+    # the bench's own context: params with the random-init backbone, threads, and a scratch folder beside --out
+    ctx = make_context(argparse.Namespace(params=args.params, threads=args.threads, quick=args.quick, device="cpu",
+                                          experiment="none", out=str(args.out), repeats=1))
+    try:
         p = bench_params(ctx)
         batch = 2 if args.quick else p["train"]["batch_size"]
-        torch.manual_seed(0)
         steps, weights = step_functions(p, *run_batches(ctx, batch), ctx.device)
         table = profile_steps(steps, weights, args.steps)
+    finally:
         ctx.close()
     with atomic_path(args.out) as tmp:
         table.to_csv(tmp, index=False, float_format="%.4g")

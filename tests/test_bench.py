@@ -420,7 +420,8 @@ def test_miaod_profile_runs_the_steps_of_training(tmp_path):
     from bench.miaod_profile import main
 
     out = tmp_path / "profile.csv"
-    assert main(["--quick", "--steps", "1", "--out", str(out)]) == 0
+    # 3 profiled repeats per step: one sample of the plain step alone can be slowed enough to flip a ratio
+    assert main(["--quick", "--steps", "3", "--out", str(out)]) == 0
     t = pd.read_csv(out).set_index("step")
     assert list(t.index) == ["plain", "label", "min", "max", "weighted"]
     # MI-AOD's label step runs four towers where the plain step runs two; min and max add the unlabeled step

@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..io import atomic_path, read_json
 from .lookup import SOLVERS, LookupTable
+from .steps import zero_advantage_iterations
 
 PAPER_DIR = Path(__file__).resolve().parents[1] / "paper" / "numbers"
 
@@ -214,8 +215,6 @@ def compute_table(exp_dir, strategies: list[str], seeds: list[int], cycles: int)
     of those jobs, and the mAP@0.5 of the cycle's model and of the next one (trained with the selection).
     ``zero_advantage_iterations``: agent iterations whose policy gradient was 0 (all of them: the agent never
     trained)."""
-    from .steps import zero_advantage_iterations
-
     rows = []
     for strategy in strategies:
         for seed in seeds:
