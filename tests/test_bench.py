@@ -274,6 +274,13 @@ def test_quick_run_writes_every_section(tmp_path):
     assert with_goal["met"].notna().all()
     by_name = df.set_index(["section", "name"])
     assert by_name.loc[("4 evaluation", "COCO stats: max |ours - pycocotools| over the 12 stats"), "value"] <= 1e-6
+    # item 3: the convolutions are part of a step, so the fraction with them alone bounds the measured one
+    det = df[df["section"] == "1 detector"].set_index("name")["ratio"]
+    share = det[det.index.str.startswith("convolutions' share of a training step, default")]
+    alone = det[det.index.str.startswith("fraction of the machine limit with the convolutions alone, default")]
+    measured_fraction = det[det.index.str.startswith("fraction of the machine limit, default")]
+    assert len(share) == len(alone) == len(measured_fraction) == 1
+    assert 0 < share.iloc[0] < 1 and alone.iloc[0] > measured_fraction.iloc[0]
     # items 2 and 6 read the fake experiment: hand-computed figures
     cycle = by_name.loc[("2 miaod", "MI-AOD cycle time / random cycle time")]
     assert cycle["value"] == pytest.approx(np.median([56 / 37, 35 / 25]), rel=1e-5) and cycle["repeats"] == 2
@@ -323,6 +330,48 @@ def test_job_table_sums_benchmark_files_per_kind_of_job(tmp_path):
     assert t.loc["lookup_record", "jobs"] == 2 and t.loc["lookup_record", "cpu_s"] == 9.0
     assert t.loc["train_initial+evaluate", "wall_s"] == 7.0 and t.loc["check_dataset", "jobs"] == 1
     assert t["jobs"].sum() == 6 and t["wall_s"].sum() == 49.0
+
+
+def test_job_overhead_splits_each_job_into_its_recorded_work_and_the_rest(tmp_path):
+    from bench.job_overhead import overhead_table, probe_cpu_seconds
+
+    def tsv(path, s):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"s\th:m:s\tmax_rss\tcpu_time\n{s}\t0:00:01\t10\t{s}\n")
+
+    def record(path, **values):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+
+    exp = tmp_path / "exp"
+    run = exp / "runs" / "mgral" / "seed0" / "cycle1"
+    tsv(run / "benchmarks" / "train.tsv", 100.0)
+    record(run / "train.json", seconds=96.0, load_seconds=0.5)
+    tsv(run / "benchmarks" / "evaluate.tsv", 10.0)
+    record(run / "metrics.json", seconds=6.0, map50=0.5)
+    tsv(run / "benchmarks" / "score.tsv", 8.0)
+    record(run / "score.json", score_seconds=1.0, total_seconds=3.0)
+    tsv(run / "benchmarks" / "lookup_record3.tsv", 9.0)  # reads lookup/record3.json, not record1.json
+    record(run / "lookup" / "record3.json", seconds=5.0)
+    record(run / "lookup" / "record1.json", seconds=1.0)
+    tsv(run / "benchmarks" / "predict_stop_set.tsv", 4.0)  # keeps no record: outside as a whole
+    tsv(run / "benchmarks" / "select.tsv", 2.0)  # its record is missing: outside as a whole
+    tsv(exp / "initial" / "seed0" / "benchmark.tsv", 50.0)  # the shared cycle 0 trains and evaluates
+    record(exp / "initial" / "seed0" / "train.json", seconds=40.0)
+    record(exp / "initial" / "seed0" / "metrics.json", seconds=6.0)
+    tsv(exp / "pretrained" / "benchmark.tsv", 30.0)
+    record(exp / "pretrained" / "pretrain.json", seconds=30.5)  # rounding above the wall: clipped to it
+    t = overhead_table(exp).set_index("step")
+    assert t.loc["train", "outside_s"] == 4.0 and t.loc["evaluate", "outside_s"] == 4.0
+    assert t.loc["score", "outside_s"] == 5.0 and t.loc["lookup_record", "outside_s"] == 4.0
+    assert t.loc["predict_stop_set", "outside_s"] == 4.0 and not t.loc["predict_stop_set", "recorded"]
+    assert t.loc["select", "outside_s"] == 2.0 and not t.loc["select", "recorded"]
+    assert t.loc["train_initial+evaluate", "outside_s"] == 4.0 and t.loc["pretrained", "outside_s"] == 0.0
+    total = t.loc["total"]
+    assert total["jobs"] == 8 and total["wall_s"] == 213.0 and total["outside_s"] == 27.0
+    assert total["outside_share"] == pytest.approx(27.0 / 213.0)
+    assert t.loc["train", "outside_share"] == pytest.approx(0.04)
+    assert 0 < probe_cpu_seconds(["-c", "pass"], 1) < 30
 
 
 def test_split_half_noise_by_hand():
