@@ -6,7 +6,8 @@ The plain, label, min and max steps of ``bench.miaod.step_functions`` (the detec
 random initialisation, one labeled and one unlabeled batch of ``train.batch_size`` digit scenes) run
 ``--steps`` times each under ``torch.profiler``. One row per step: self CPU ms per step of the convolutions
 (every op whose name holds ``convolution``: the forward kernels and ``convolution_backward``), of the other
-ops, and of all ops, then each ratio to the plain step. A last row, ``weighted``, is the mean over the
+ops, and of all ops, the number of convolution op calls per step (``conv_calls``: a count, unlike the times
+independent of the machine's load), then each ratio to the plain step. A last row, ``weighted``, is the mean over the
 schedule's phases as the bench's ``2 miaod`` section weighs them. ``conv_ratio`` is the floor of the step
 ratio while the step computes the same convolutions: MI-AOD's four towers (f1, f2, f_r, f_mil, as in the
 released code) against the plain detector's two. One thread, as the bench.
@@ -44,7 +45,8 @@ def is_convolution(op: str) -> bool:
 
 
 def profile_steps(steps: dict, weights: dict, repeats: int) -> pd.DataFrame:
-    """Rows ``step, weight, conv_ms, other_ms, total_ms`` (self CPU ms per call) and their ratios to
+    """Rows ``step, weight, conv_ms, other_ms, total_ms`` (self CPU ms per call), ``conv_calls`` (convolution
+    op calls per call) and the times' ratios to
     ``steps['plain']``; the ``weighted`` row sums the phases' rows times ``weights`` (label / min / max)."""
     from torch.profiler import ProfilerActivity, profile
 
@@ -54,18 +56,20 @@ def profile_steps(steps: dict, weights: dict, repeats: int) -> pd.DataFrame:
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             for _ in range(repeats):
                 step()
-        conv = other = 0.0
+        conv = other = calls = 0.0
         for e in prof.key_averages():
             ms = e.self_cpu_time_total / 1e3 / repeats
             if is_convolution(e.key):
                 conv += ms
+                calls += e.count / repeats
             else:
                 other += ms
         rows.append({"step": name, "weight": weights.get(name, float("nan")), "conv_ms": conv, "other_ms": other,
-                     "total_ms": conv + other})
+                     "total_ms": conv + other, "conv_calls": calls})
     table = pd.DataFrame(rows).set_index("step")
     phases = [ph for ph in weights if ph in table.index]
-    mixed = {c: sum(weights[ph] * table.loc[ph, c] for ph in phases) for c in ("conv_ms", "other_ms", "total_ms")}
+    mixed = {c: sum(weights[ph] * table.loc[ph, c] for ph in phases)
+             for c in ("conv_ms", "other_ms", "total_ms", "conv_calls")}
     table.loc["weighted"] = {"weight": sum(weights[ph] for ph in phases), **mixed}
     for c in ("conv", "other", "total"):
         table[f"{c}_ratio"] = table[f"{c}_ms"] / table.loc["plain", f"{c}_ms"]

@@ -274,13 +274,16 @@ def test_quick_run_writes_every_section(tmp_path):
     assert with_goal["met"].notna().all()
     by_name = df.set_index(["section", "name"])
     assert by_name.loc[("4 evaluation", "COCO stats: max |ours - pycocotools| over the 12 stats"), "value"] <= 1e-6
-    # item 3: the convolutions are part of a step, so the fraction with them alone bounds the measured one
-    det = df[df["section"] == "1 detector"].set_index("name")["ratio"]
-    share = det[det.index.str.startswith("convolutions' share of a training step, default")]
-    alone = det[det.index.str.startswith("fraction of the machine limit with the convolutions alone, default")]
-    measured_fraction = det[det.index.str.startswith("fraction of the machine limit, default")]
-    assert len(share) == len(alone) == len(measured_fraction) == 1
-    assert 0 < share.iloc[0] < 1 and alone.iloc[0] > measured_fraction.iloc[0]
+    # item 3: the convolutions are part of the profiled step, and the fraction they alone would reach is the
+    # step's FLOPs over their seconds (quick: batch 2); checked by hand from the rows, not against a timing
+    det = df[df["section"] == "1 detector"].set_index("name")
+    share = det.loc[det.index.str.startswith("convolutions' share of a training step, default")]
+    alone = det.loc[det.index.str.startswith("fraction of the machine limit with the convolutions alone, default")]
+    mflop = det.loc[det.index.str.startswith("training FLOPs per image, default"), "value"]
+    assert len(share) == len(alone) == len(mflop) == 1
+    assert 0 < share["ratio"].iloc[0] < 1
+    assert alone["value"].iloc[0] == pytest.approx(mflop.iloc[0] * 2 / share["value"].iloc[0], rel=1e-3)
+    assert alone["ratio"].iloc[0] == pytest.approx(alone["value"].iloc[0] / alone["reference_value"].iloc[0], rel=1e-3)
     # items 2 and 6 read the fake experiment: hand-computed figures
     cycle = by_name.loc[("2 miaod", "MI-AOD cycle time / random cycle time")]
     assert cycle["value"] == pytest.approx(np.median([56 / 37, 35 / 25]), rel=1e-5) and cycle["repeats"] == 2
@@ -473,9 +476,11 @@ def test_miaod_profile_runs_the_steps_of_training(tmp_path):
     assert main(["--quick", "--steps", "3", "--out", str(out)]) == 0
     t = pd.read_csv(out).set_index("step")
     assert list(t.index) == ["plain", "label", "min", "max", "weighted"]
-    # MI-AOD's label step runs four towers where the plain step runs two; min and max add the unlabeled step
-    assert (t.loc[["label", "min", "max"], "conv_ratio"] > 1).all()
-    assert t.loc["min", "conv_ms"] > t.loc["label", "conv_ms"]
+    # MI-AOD's label step runs four towers where the plain step runs two; min and max add the unlabeled step.
+    # Counted, not timed: the times' ratios move with the machine's load (a loaded CI once saw max at 0.93).
+    calls = t["conv_calls"]
+    assert (calls[["label", "min", "max"]] > calls["plain"]).all() and calls["min"] > calls["label"]
+    assert (t["conv_ms"] > 0).all() and (t["conv_ratio"] > 0).all()
     assert [p.name for p in tmp_path.iterdir()] == ["profile.csv"]  # the scratch folder is gone
 
 
