@@ -15,6 +15,7 @@ from collections import OrderedDict
 import torch
 
 from .common import Context
+from .miaod_profile import convolution_profile
 
 SECTION = "1 detector"
 
@@ -52,23 +53,6 @@ def training_flops(step, batch: int) -> float:
     with FlopCounterMode(display=False) as counter:
         step()
     return counter.get_total_flops() / batch
-
-
-def convolution_seconds(step, repeats: int) -> tuple[float, float]:
-    """Self CPU seconds per call of ``step``'s convolution ops (forward kernels and ``convolution_backward``)
-    and of all its ops, under ``torch.profiler`` (one warm-up call first)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    step()
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for _ in range(repeats):
-            step()
-    conv = total = 0.0
-    for e in prof.key_averages():
-        total += e.self_cpu_time_total
-        if "convolution" in e.key:
-            conv += e.self_cpu_time_total
-    return conv / 1e6 / repeats, total / 1e6 / repeats
 
 
 def our_step(model, images, targets, det):
@@ -154,7 +138,8 @@ def run(ctx: Context) -> None:
                 note="ratio = training FLOPs x images/s / limit")
         if name == "default":
             ctx.add(SECTION, f"training throughput, {label}", rate[name], "images/s")
-    conv_s, total_s = convolution_seconds(steps["default"], 1 if ctx.quick else ctx.repeats)
+    prof = convolution_profile(steps["default"], 1 if ctx.quick else ctx.repeats)
+    conv_s, total_s = prof["conv_ms"] / 1e3, (prof["conv_ms"] + prof["other_ms"]) / 1e3
     label = f"default detector of params.yaml ({images.shape[-1]} px, batch {batch})"
     ctx.add(SECTION, f"convolutions' share of a training step, {label}", conv_s * 1e3, "ms",
             reference="all ops of the step (self CPU, torch.profiler)", reference_values=total_s * 1e3,
@@ -164,11 +149,12 @@ def run(ctx: Context) -> None:
     with torch.no_grad():
         logits = default(images, branches=("cls",))["cls"]
     logits.requires_grad_(True)
-    det = ctx.params["detector"]
-    t = build_targets(default.anchors(images), targets, C, det["fg_iou_threshold"], det["bg_iou_threshold"])
+    default_det = ctx.params["detector"]  # `det` above is the 4 x 64 head's
+    t = build_targets(default.anchors(images), targets, C, default_det["fg_iou_threshold"],
+                      default_det["bg_iou_threshold"])
 
     def focal():
-        focal_loss_per_image(logits, t, det["focal_alpha"], det["focal_gamma"]).sum().backward()
+        focal_loss_per_image(logits, t, default_det["focal_alpha"], default_det["focal_gamma"]).sum().backward()
         logits.grad = None
 
     focal_s = ctx.paired({"focal": focal})["focal"]

@@ -23,7 +23,6 @@ probes are CPU seconds.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import statistics
 import subprocess
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .end_to_end import _json_seconds
 from .job_table import kind_of
 
 # Kind of job -> the files (relative to its run folder) and keys holding its in-process seconds.
@@ -59,12 +59,10 @@ def inprocess_seconds(tsv: Path, kind: str) -> float | None:
     total = 0.0
     for name, key in RECORDS[kind]:
         path = folder / name.format(n=number.group(1) if number else "")
-        if not path.is_file():
-            return None
-        value = json.loads(path.read_text()).get(key)
+        value = _json_seconds(path, key)
         if value is None:
             return None
-        total += float(value)
+        total += value
     return total
 
 

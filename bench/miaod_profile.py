@@ -44,28 +44,37 @@ def is_convolution(op: str) -> bool:
     return "convolution" in op
 
 
+def convolution_profile(step, repeats: int) -> dict:
+    """Self CPU ms per call of ``step``'s convolution ops and of its other ops, and its convolution op calls per
+    call (``conv_ms``, ``other_ms``, ``conv_calls``), under ``torch.profiler`` after one warm-up call (first-call
+    allocations and kernel selection stay out of the figures)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(repeats):
+            step()
+    conv = other = calls = 0.0
+    for e in prof.key_averages():
+        ms = e.self_cpu_time_total / 1e3 / repeats
+        if is_convolution(e.key):
+            conv += ms
+            calls += e.count / repeats
+        else:
+            other += ms
+    return {"conv_ms": conv, "other_ms": other, "conv_calls": calls}
+
+
 def profile_steps(steps: dict, weights: dict, repeats: int) -> pd.DataFrame:
     """Rows ``step, weight, conv_ms, other_ms, total_ms`` (self CPU ms per call), ``conv_calls`` (convolution
     op calls per call) and the times' ratios to
     ``steps['plain']``; the ``weighted`` row sums the phases' rows times ``weights`` (label / min / max)."""
-    from torch.profiler import ProfilerActivity, profile
-
     rows = []
     for name, step in steps.items():
-        step()  # warm-up: first-call allocations and kernel selection stay out of the figures
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            for _ in range(repeats):
-                step()
-        conv = other = calls = 0.0
-        for e in prof.key_averages():
-            ms = e.self_cpu_time_total / 1e3 / repeats
-            if is_convolution(e.key):
-                conv += ms
-                calls += e.count / repeats
-            else:
-                other += ms
-        rows.append({"step": name, "weight": weights.get(name, float("nan")), "conv_ms": conv, "other_ms": other,
-                     "total_ms": conv + other, "conv_calls": calls})
+        prof = convolution_profile(step, repeats)
+        rows.append({"step": name, "weight": weights.get(name, float("nan")), "conv_ms": prof["conv_ms"],
+                     "other_ms": prof["other_ms"], "total_ms": prof["conv_ms"] + prof["other_ms"],
+                     "conv_calls": prof["conv_calls"]})
     table = pd.DataFrame(rows).set_index("step")
     phases = [ph for ph in weights if ph in table.index]
     mixed = {c: sum(weights[ph] * table.loc[ph, c] for ph in phases)
