@@ -10,7 +10,7 @@ model and images to the metrics), ``score.json`` ``total_seconds`` (likewise), `
 ``pretrain.json`` ``seconds``. The rest of a job's wall time is outside that work: the interpreter, imports,
 argument and params parsing, Snakemake's job start, and what the record leaves out. A job
 without a record (merges, shared copies, dataset checks, the stop-set predictions, reports) counts as outside
-as a whole; for ``predict_stop_set`` that overstates it by its forward pass over the stop set (about 0.3 s).
+as a whole; for ``predict_stop_set`` that overstates it by its forward pass over the stop set.
 
 One row per kind of job (``bench.job_table``'s kinds): jobs, wall, in-process and outside seconds, the outside
 share, and the median outside seconds of one job. The ``total`` row's ``outside_share`` is item 4's figure
