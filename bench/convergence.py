@@ -12,7 +12,9 @@ test split. A recipe has converged when doubling its iterations moves mAP@0.5 by
 
 The digit scenes are generated into ``--data`` when it holds none; with ``backbone_weights:
 glyph_scenes`` the backbone is pre-trained into ``--scratch`` unless ``--backbone`` names the file.
-Rows are appended to ``--out`` (created with its header), so several processes can share a sweep.
+Rows are appended to ``--out`` (created with its header), so several processes can share a sweep; an
+``--out`` whose header differs from the rows' is refused (``error: <file>: ...``, exit 2).
+``--frozen-stages`` and ``--lr`` override ``detector.frozen_stages`` and ``train.lr``; every row records both.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COLUMNS = ["backbone", "frozen_stages", "fraction", "n_labeled", "seed", "factor", "iterations", "epochs", "map50",
+COLUMNS = ["backbone", "frozen_stages", "lr", "fraction", "n_labeled", "seed", "factor", "iterations", "epochs", "map50",
            "map50_area", "coco_ap", "coco_ap50", "train_seconds", "threads"]
 
 
@@ -43,6 +45,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--backbone", default=None,
                     help="pretrained backbone file (default: pre-train one); 'none': random initialisation")
     ap.add_argument("--frozen-stages", type=int, default=None, help="override detector.frozen_stages")
+    ap.add_argument("--lr", type=float, default=None, help="override train.lr (the base learning rate)")
     ap.add_argument("--scratch", default=str(ROOT / "results" / "convergence"), help="models and backbone")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", required=True, help="CSV to append rows to")
@@ -82,6 +85,8 @@ def main(argv=None) -> int:
         generate(data, **params["dataset"]["digit_scenes"])
     if args.frozen_stages is not None:
         params["detector"]["frozen_stages"] = args.frozen_stages
+    if args.lr is not None:
+        params["train"]["lr"] = args.lr
     if args.backbone == "none":
         params["detector"]["backbone_weights"] = None
     elif params["detector"]["backbone_weights"] == "glyph_scenes":
@@ -99,12 +104,19 @@ def main(argv=None) -> int:
         runs.append((1.0, args.seeds[0], 1.0))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if out.is_file():  # appending rows under another header would shift every value into the wrong column
+        with open(out, newline="") as f:
+            header = next(csv.reader(f), [])
+        if header != COLUMNS:
+            print(f"error: {out}: its header is {','.join(header)}, not {','.join(COLUMNS)}", file=sys.stderr)
+            return 2
     for fraction, seed, factor in runs:
         n = len(pool.images) if fraction >= 1 else round(fraction * len(pool.images))
         labeled = pool if n == len(pool.images) else initial_split(pool, n, seed)
         ds = DetectionDataset(labeled, data / "pool" / "images", ds_cfg["input_size"], ds_cfg["keep_ratio"], True, cats)
         p = scaled_recipe(params, n, factor)
-        model_path = scratch / f"f{fraction}_s{seed}_x{factor}.pt"
+        model_path = scratch / (f"f{fraction}_s{seed}_x{factor}_fz{params['detector']['frozen_stages']}"
+                                f"_lr{params['train']['lr']}.pt")
         t0 = time.perf_counter()
         summary = train_detector(p, ds, model_path, seed, log=lambda m: None)
         seconds = time.perf_counter() - t0
@@ -113,13 +125,13 @@ def main(argv=None) -> int:
             m = evaluate_detections(test.to_dict(), predict(model, test_ds, torch.device("cpu"), 64))
         it = summary["iterations"]
         row = {"backbone": "pretrained" if params["detector"]["backbone_weights"] else "random init",
-               "frozen_stages": params["detector"]["frozen_stages"], "fraction": fraction, "n_labeled": n, "seed": seed, "factor": factor, "iterations": it,
+               "frozen_stages": params["detector"]["frozen_stages"], "lr": params["train"]["lr"], "fraction": fraction, "n_labeled": n, "seed": seed, "factor": factor, "iterations": it,
                "epochs": round(it * p["train"]["batch_size"] / n, 1), "map50": round(m["map50"], 4),
                "map50_area": round(m["map50_area"], 4), "coco_ap": round(m["coco_ap"], 4),
                "coco_ap50": round(m["coco_ap50"], 4), "train_seconds": round(seconds, 1), "threads": args.threads}
         new = not out.is_file()
         with open(out, "a", newline="") as f:
-            w = csv.DictWriter(f, COLUMNS)
+            w = csv.DictWriter(f, COLUMNS, lineterminator="\n")
             if new:
                 w.writeheader()
             w.writerow(row)

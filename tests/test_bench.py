@@ -525,3 +525,35 @@ def test_set_noise_reads_the_runs_and_their_retrainings(tmp_path, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "s1_t12.metrics.json: no coco_ap" in err and "Traceback" not in err
+
+
+def test_convergence_rows_record_the_overrides_and_scale_the_recipe(tmp_path, capsys):
+    import yaml
+
+    from activedet import params as P
+    from bench.convergence import COLUMNS as SWEEP_COLUMNS
+    from bench.convergence import main
+
+    params = P.load(ROOT / "params.yaml")
+    params["dataset"]["digit_scenes"].update(n_pool=40, n_test=12)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    out = tmp_path / "sweep.csv"
+    args = ["--params", str(tmp_path / "params.yaml"), "--data", str(tmp_path / "data"), "--backbone", "none",
+            "--fractions", "0.25", "--seeds", "0", "--factors", "0.01", "0.02", "--frozen-stages", "-1",
+            "--lr", "0.005", "--scratch", str(tmp_path / "scratch"), "--out", str(out)]
+    assert main(args) == 0
+    rows = pd.read_csv(out)
+    assert list(rows.columns) == SWEEP_COLUMNS and out.read_text().count("\r") == 0
+    # 25% of 40 images = 10; the recipe gives max(ceil(96 * 10 / 16), 1200) = 1200 iterations, times 0.01 and 0.02
+    assert rows["n_labeled"].tolist() == [10, 10] and rows["iterations"].tolist() == [12, 24]
+    assert rows["epochs"].tolist() == [19.2, 38.4]  # iterations x batch 16 / 10 images
+    assert rows["lr"].tolist() == [0.005, 0.005] and rows["frozen_stages"].tolist() == [-1, -1]
+    assert rows["backbone"].tolist() == ["random init"] * 2 and rows["map50"].between(0, 1).all()
+    assert len(list((tmp_path / "scratch").glob("*_fz-1_lr0.005.pt"))) == 2  # the overrides name the models
+    # a sweep written before a column was added: refused, not appended under the wrong header
+    old = tmp_path / "old.csv"
+    old.write_text(",".join(c for c in SWEEP_COLUMNS if c != "lr") + "\n")
+    before = old.read_text()
+    assert main(args[:-1] + [str(old)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {old}: its header is") and old.read_text() == before
