@@ -1,10 +1,12 @@
 """The experiment configurations of configs/ (the --configfile overlays the docs give for each committed result):
 each validates over params.yaml merged the way Snakemake merges it, and the regime configurations change only
 the keys they name."""
+import copy
 from pathlib import Path
 
 import pytest
 import yaml
+from snakemake.utils import update_config
 
 from activedet import params as P
 
@@ -12,10 +14,9 @@ ROOT_DIR = Path(__file__).resolve().parents[1]
 
 
 def _deep_update(base: dict, over: dict) -> dict:
-    """``over`` merged into ``base`` key by key at every level, as Snakemake merges a --configfile."""
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _deep_update(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    """``over`` merged into a copy of ``base`` by Snakemake's own --configfile merge (key by key at every level)."""
+    out = copy.deepcopy(base)
+    update_config(out, over)
     return out
 
 
