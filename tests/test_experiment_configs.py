@@ -1,40 +1,22 @@
 """The experiment configurations of configs/ (the --configfile overlays the docs give for each committed result):
 each validates over params.yaml merged the way Snakemake merges it, and the regime configurations change only
 the keys they name."""
-import copy
-from pathlib import Path
-
 import pytest
 import yaml
-from snakemake.utils import update_config
 
-from activedet import params as P
-
-ROOT_DIR = Path(__file__).resolve().parents[1]
+from helpers.pipeline import ROOT, config_params
 
 
-def _deep_update(base: dict, over: dict) -> dict:
-    """``over`` merged into a copy of ``base`` by Snakemake's own --configfile merge (key by key at every level)."""
-    out = copy.deepcopy(base)
-    update_config(out, over)
-    return out
-
-
-@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT_DIR / "configs").glob("*.yaml")))
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs").glob("*.yaml")))
 def test_every_experiment_config_validates_over_params(name):
-    base = yaml.safe_load((ROOT_DIR / "params.yaml").read_text())
-    over = yaml.safe_load((ROOT_DIR / "configs" / name).read_text())
-    params = P.load(_deep_update(base, over))
-    assert params["experiment"] == over.get("experiment", base["experiment"])
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    over = yaml.safe_load((ROOT / "configs" / name).read_text())
+    assert config_params(name)["experiment"] == over.get("experiment", base["experiment"])
 
 
 def test_the_regime_configs_keep_the_default_recipe_except_what_they_name():
-    base = yaml.safe_load((ROOT_DIR / "params.yaml").read_text())
-
-    def load(name):
-        return P.load(_deep_update(base, yaml.safe_load((ROOT_DIR / "configs" / name).read_text())))
-
-    x2, lr04 = load("regime_unfrozen_x2.yaml"), load("regime_random_unfrozen_lr04.yaml")
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    x2, lr04 = config_params("regime_unfrozen_x2.yaml"), config_params("regime_random_unfrozen_lr04.yaml")
     assert (x2["detector"]["frozen_stages"], x2["train"]["min_iterations"], x2["train"]["epochs"]) == (-1, 2400, 192)
     assert x2["train"]["lr"] == base["train"]["lr"] and x2["detector"]["channels"] == base["detector"]["channels"]
     assert set(base["active"]["strategies"]) < set(x2["active"]["strategies"]) and len(x2["active"]["seeds"]) == 5

@@ -1,11 +1,11 @@
 """Paper tables: every published row is printed, ours beside it from the mapped variant."""
 import pandas as pd
 import pytest
-import yaml
 
-from activedet import params as P
 from activedet.paper.tables import (TABLES, build_table, read_paper, row_strategies, strategies_needed, to_markdown,
                                    write_tables)
+
+from helpers.pipeline import config_params
 
 
 def fake_curves(strategies):
@@ -53,16 +53,6 @@ def test_missing_runs_say_so_and_files_are_written(tmp_path):
     assert sorted(p.name for p in paths) == ["miaod_table4.csv", "miaod_table4.md"]
     text = (tmp_path / "tables" / "miaod_table4.md").read_text()
     assert "t4_lambda2: not run" in text and "ours (miaod, 2 seeds)" in text
-
-
-def config_params(name: str) -> dict:
-    """params.yaml overlaid with configs/<name> the way Snakemake merges a --configfile (one level into active)."""
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    base = yaml.safe_load((root / "params.yaml").read_text())
-    over = yaml.safe_load((root / "configs" / name).read_text())
-    return P.load({**base, **over, "active": {**base["active"], **over["active"]}})
 
 
 def test_ablation_config_defines_every_variant_the_tables_need():
