@@ -29,7 +29,9 @@ _STEM_CATEGORY = {"train": "training", "benchmark": "training", "score": "scorin
                   "evaluate": "evaluation", "merge": "bookkeeping", "export_for_annotation": "bookkeeping"}
 
 
-def _json_seconds(path: Path, key: str) -> float | None:
+def json_seconds(path: Path, key: str) -> float | None:
+    """``key`` of the JSON record ``path`` as seconds, or None when the file or the key is missing (shared with
+    ``bench.job_overhead``)."""
     if not path.is_file():
         return None
     value = json.loads(path.read_text()).get(key)
@@ -50,13 +52,13 @@ def job_seconds(exp: Path, since: float | None = None, until: float | None = Non
         folder = path.parent if path.name == "benchmark.tsv" else path.parent.parent
         compute = None
         if category == "training":
-            compute = _json_seconds(folder / "train.json", "seconds")
+            compute = json_seconds(folder / "train.json", "seconds")
             if path.name == "benchmark.tsv":  # the shared cycle-0 job trains and evaluates
-                evaluation = _json_seconds(folder / "metrics.json", "seconds") or 0.0
+                evaluation = json_seconds(folder / "metrics.json", "seconds") or 0.0
                 out["evaluation"] += evaluation
                 seconds -= evaluation
         elif category == "scoring":
-            compute = _json_seconds(folder / "score.json", "score_seconds")
+            compute = json_seconds(folder / "score.json", "score_seconds")
         if compute is not None:
             compute = min(compute, seconds)
             out[category] += compute

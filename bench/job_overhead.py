@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .end_to_end import _json_seconds
+from .end_to_end import json_seconds
 from .job_table import kind_of
 
 # Kind of job -> the files (relative to its run folder) and keys holding its in-process seconds.
@@ -59,7 +59,7 @@ def inprocess_seconds(tsv: Path, kind: str) -> float | None:
     total = 0.0
     for name, key in RECORDS[kind]:
         path = folder / name.format(n=number.group(1) if number else "")
-        value = _json_seconds(path, key)
+        value = json_seconds(path, key)
         if value is None:
             return None
         total += value
