@@ -121,7 +121,8 @@ def test_the_workflow_passes_each_step_exactly_what_the_library_declares(tmp_pat
 @pytest.mark.slow
 def test_no_step_of_a_pipeline_run_reads_an_undeclared_param(tmp_path):
     """Every strategy (and a variant) through two cycles on the tiny data, every step audited."""
-    variants = {"miaod_pe": {"strategy": "miaod", "options": {"eval_detector": "plain"}}}
+    # another lambda: not a twin of miaod (share_twin_run), so the variant trains MI-AOD models of its own
+    variants = {"miaod_pe": {"strategy": "miaod", "options": {"eval_detector": "plain", "lambda": 1.0}}}
     d = workdir(tmp_path, extra={"active.cycles": 2, "active.strategies": sorted(STRATEGIES) + ["miaod_pe"],
                                  "variants": variants, "stopping.stop_set_size": 5})
     audit = tmp_path / "audit"

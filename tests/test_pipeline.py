@@ -12,7 +12,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from helpers.pipeline import BIN, ROOT, TINY, job_counts, run, train_counts, workdir
+from helpers.pipeline import BIN, ROOT, TINY, job_counts, rule_wildcards, run, train_counts, workdir
 
 
 @pytest.mark.parametrize("params_file", [ROOT / "params.yaml", TINY], ids=["params.yaml", "params_tiny.yaml"])
@@ -84,16 +84,59 @@ def test_eval_detector_plain_scores_with_the_own_model_and_evaluates_the_plain_o
     # two plain-evaluated variants x 2 seeds: a plain detector at cycles 1, 2; cycle 0 is the shared initial one
     assert trained["eval_detector"] == 2 * 2 * 2
     assert counts["share_initial_eval_detector"] == 2 * 2
-    # the variants' own models only score the pool: none is trained at the last cycle
-    assert trained["miaod"] == 2 * 3 + 2 * 2 and trained["ll4al"] == 2 * 2
+    # miaod_pe differs from miaod only in eval_detector: it copies miaod's models, scores and selections
+    # (share_twin_run) and trains no MI-AOD model of its own. ll4al_pe has no twin in the run: its own models
+    # only score the pool, so none is trained at the last cycle.
+    assert trained["miaod"] == 2 * 3 and trained["ll4al"] == 2 * 2
+    shared = sorted((w["strategy"], w["seed"], w["cycle"], w["twin_file"]) for w in rule_wildcards(dry, "share_twin_run"))
+    assert shared == [("miaod_pe", s, c, f) for s in "01" for c in "01"
+                      for f in ("labeled.json", "model.pt", "selected.json")]  # model.pt: the selection sheets
     # evaluate: random and miaod own models (minus random's shared cycle 0), the variants at cycles 1, 2
     assert counts["evaluate"] == (2 * 3 - 2) + 2 * 3 + 2 * 2 * 2
     out = run([BIN / "snakemake", "-n", "-p", "results/tiny/runs/miaod_pe/seed0/cycle1/metrics.json",
                "results/tiny/runs/miaod_pe/seed0/cycle1/selected.json"], d).stdout
     assert "--model results/tiny/runs/miaod_pe/seed0/cycle1/eval_model.pt" in out  # evaluated: plain detector
-    assert "--model results/tiny/runs/miaod_pe/seed0/cycle1/model.pt" in out  # scored: MI-AOD's own model
+    assert ("cp results/tiny/runs/miaod/seed0/cycle1/selected.json results/tiny/runs/miaod_pe/seed0/cycle1/selected.json"
+            in out)  # selected: MI-AOD's own selection, from its twin
+    assert "--labeled results/tiny/runs/miaod_pe/seed0/cycle0/labeled.json" in out  # on its own (copied) labels
     own = run([BIN / "snakemake", "-n", "-p", "results/tiny/runs/miaod/seed0/cycle1/metrics.json"], d).stdout
     assert "eval_model.pt" not in own
+    ll4al = run([BIN / "snakemake", "-n", "-p", "results/tiny/runs/ll4al_pe/seed0/cycle1/selected.json"], d).stdout
+    assert "--model results/tiny/runs/ll4al_pe/seed0/cycle1/model.pt" in ll4al  # scored: LL4AL's own model
+
+
+@pytest.mark.slow
+def test_a_twin_copies_what_its_own_run_would_have_computed(tmp_path):
+    """miaod_pe beside miaod (its twin: copies) and alone (its own MI-AOD trainings): the same labeled sets,
+    selections, MI-AOD models and learning curve."""
+    import torch
+
+    variants = {"miaod_pe": {"strategy": "miaod", "options": {"eval_detector": "plain"}}}
+    runs = {}
+    for name, strategies in (("twin", ["miaod", "miaod_pe"]), ("alone", ["miaod_pe"])):
+        (tmp_path / name).mkdir()
+        d = workdir(tmp_path / name, extra={"active.cycles": 2, "active.strategies": strategies, "variants": variants})
+        run([BIN / "snakemake", "--cores", "2"], d)
+        assert "Nothing to be done" in run([BIN / "snakemake", "-n"], d).stdout  # the twin's files are up to date
+        runs[name] = d / "results" / "tiny" / "runs" / "miaod_pe" / "seed0"
+    assert (runs["twin"].parent.parent / "miaod").is_dir() and not (runs["alone"].parent.parent / "miaod").exists()
+    assert not (runs["twin"] / "cycle0" / "logs" / "train.log").exists()  # no MI-AOD training of its own
+    assert (runs["alone"] / "cycle0" / "logs" / "train.log").is_file()
+    for c in range(2):
+        twin, alone = runs["twin"] / f"cycle{c}", runs["alone"] / f"cycle{c}"
+        if c == 0:
+            assert (twin / "labeled.json").read_bytes() == (alone / "labeled.json").read_bytes()
+            a, b = (json.loads((x / "selected.json").read_text()) for x in (twin, alone))
+            # a shared selection names the run that computed it; seconds: how long that took
+            assert (a.pop("strategy"), b.pop("strategy")) == ("miaod", "miaod_pe")
+            assert a.pop("seconds") >= 0 and b.pop("seconds") >= 0 and a == b
+            a, b = (torch.load(x / "model.pt", map_location="cpu", weights_only=True)["model"] for x in (twin, alone))
+            assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+        a, b = (json.loads((x / "metrics.json").read_text()) for x in (twin, alone))
+        assert a.pop("seconds") >= 0 and b.pop("seconds") >= 0 and a == b
+    a, b = (torch.load(x / "cycle1" / "eval_model.pt", map_location="cpu", weights_only=True)["model"]
+            for x in (runs["twin"], runs["alone"]))  # the plain detector behind the curve, on the same labels
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_every_params_argument_of_an_experiment_with_variants_validates(tmp_path):

@@ -119,6 +119,33 @@ ruleorder: share_initial_eval_detector > train
 ruleorder: share_initial_eval_detector > evaluate
 
 
+# A twin (TWIN_OF, common.smk): model, scores, selection and labeled set are its twin's, copied (selected.json
+# keeps the name of the strategy that computed it); its learning curve comes from its own evaluation
+# detector (rule train, eval_model.pt) on those labeled sets.
+rule share_twin_run:
+    input:
+        source=twin_source,
+    output:
+        shared=f"{RUN}/{{twin_file}}",
+    log:
+        f"{RUN}/logs/share_twin_{{twin_file}}.log",
+    benchmark:
+        f"{RUN}/benchmarks/share_twin_{{twin_file}}.tsv"
+    wildcard_constraints:
+        strategy=TWIN_STRATEGIES,
+        twin_file=TWIN_FILES,
+    resources:
+        **res("light"),
+    shell:
+        "cp {input.source:q} {output.shared:q} > {log:q} 2>&1"
+
+
+ruleorder: share_twin_run > train
+ruleorder: share_twin_run > score_uncertainty
+ruleorder: share_twin_run > select_batch
+ruleorder: share_twin_run > merge_labels
+
+
 rule evaluate:
     input:
         model=eval_model,

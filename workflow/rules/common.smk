@@ -125,6 +125,33 @@ EVAL_PLAIN = [n for n in STRATEGY_NAMES
 EVAL_PLAIN_STRATEGIES = "|".join(EVAL_PLAIN) or "(?!)"  # "(?!)" matches nothing
 
 
+def chain_of(name):
+    """What decides a run's models, scores and selections: its base strategy and options, but eval_detector
+    (which only names the detector its learning curve is measured with)."""
+    base, options = resolve(name, config)
+    return base, {k: v for k, v in options.items() if k != "eval_detector"}
+
+
+# An own-trainer strategy of the run whose chain equals an earlier one's (MI-AOD and its eval_detector: plain
+# variant) gets the same models, scores and selections: training, scoring and selection read no strategy
+# name (selections are seeded by seed and cycle). Its run copies them from that twin's run (share_twin_run)
+# and trains only its evaluation detector. Plain-trainer strategies are left out: their cycle 0 is shared.
+TWIN_OF = {}
+for _i, _name in enumerate(ACTIVE["strategies"]):
+    if trainer_of(_name) != "detector":
+        _twin = next((m for m in ACTIVE["strategies"][:_i]
+                      if m not in TWIN_OF and trainer_of(m) != "detector" and chain_of(m) == chain_of(_name)), None)
+        if _twin is not None:
+            TWIN_OF[_name] = _twin
+TWIN_STRATEGIES = "|".join(TWIN_OF) or "(?!)"
+TWIN_FILES = r"model\.pt|train\.json|scores\.parquet|score\.json|selected\.json|labeled\.json"
+
+
+def twin_source(w):
+    """The file of the twin's run that a twin's run copies (share_twin_run)."""
+    return f"{EXP}/runs/{TWIN_OF[w.strategy]}/seed{w.seed}/cycle{w.cycle}/{w.twin_file}"
+
+
 def eval_model(w):
     """The model behind a cycle's metrics: the strategy's own, or the plain detector (eval_detector: plain)."""
     return f"{run_dir(w)}/{'eval_model.pt' if w.strategy in EVAL_PLAIN else 'model.pt'}"
