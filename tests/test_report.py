@@ -281,3 +281,77 @@ def test_dvc_plot_draws_one_line_per_strategy(tmp_path):
     counts = {name: int((np.abs(pixels.astype(int) - rgb).sum(axis=1) < 30).sum()) for name, rgb in tableau.items()}
     assert counts["#4c78a8"] > 50 and counts["#f58518"] > 50, counts  # two strategies, two lines
     assert counts["#e45756"] < 10, counts  # no third series
+
+
+def _seed_file(curves: pd.DataFrame, seed: int, path: Path, shift: float = 0.0) -> Path:
+    """``curves`` as if run with ``seed`` alone, every mAP@0.5 moved by ``shift``."""
+    c = curves.assign(seed=seed, map50=curves["map50"] + shift)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    c.to_csv(path, index=False, float_format="%.6g")
+    return path
+
+
+def test_combined_seeds_give_the_report_of_one_run_of_all_seeds(tmp_path, capsys):
+    from activedet.cli import main
+
+    exp = experiment(tmp_path)
+    write_report(exp, ["random", "entropy"], [0], 3, 100, cost=COST)
+    curves = pd.read_csv(exp / "curves.csv")
+    seed0 = _seed_file(curves, 0, tmp_path / "s0" / "curves.csv")
+    seed1 = _seed_file(curves, 1, tmp_path / "s1" / "curves.csv", shift=0.1)
+    # seed 0 again, from a run that also ran seed 1: a repeated seed is a check, kept once
+    both = tmp_path / "s01" / "curves.csv"
+    both.parent.mkdir()
+    pd.concat([pd.read_csv(seed0), pd.read_csv(seed1)]).to_csv(both, index=False)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"cost": COST}))
+    out = tmp_path / "combined"
+    assert main(["combine-curves", "--params", str(params), "--curves", str(seed0), str(both),
+                 "--out-dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"checked: random seed 0: {both} equals {seed0} at every cycle" in printed
+    assert f"checked: entropy seed 0: {both} equals {seed0} at every cycle" in printed
+    combined = pd.read_csv(out / "curves.csv")
+    assert list(zip(combined["strategy"], combined["seed"], combined["cycle"])) == [
+        (s, seed, c) for s in ("random", "entropy") for seed in (0, 1) for c in range(3)]
+    s = pd.read_csv(out / "summary.csv").set_index("strategy")
+    assert s["n_seeds"].tolist() == [2, 2]
+    # random .2 .3 .4 and .3 .4 .5; entropy .2 .4 .5 and .3 .5 .6 at fractions .10 .15 .20
+    assert s.loc["random", ["map50_c0_mean", "map50_c2_mean"]].tolist() == pytest.approx([0.25, 0.45])
+    assert s.loc["random", "map50_c1_std"] == pytest.approx(np.std([0.3, 0.4], ddof=1), abs=1e-6)
+    # ALC = trapezoid over the fraction / its span; entropy - random is +0.075 on both seeds
+    assert s.loc["random", "alc_mean"] == pytest.approx((0.25 + 0.35 + 0.35 + 0.45) / 4, abs=1e-6)
+    assert s.loc["entropy", "alc_diff_vs_random"] == pytest.approx(0.075, abs=1e-6)
+    assert s.loc["entropy", ["alc_diff_ci95_low", "alc_diff_ci95_high"]].tolist() == pytest.approx([0.075, 0.075], abs=1e-6)
+    assert (out / "time_per_step.csv").is_file()
+    for figure in ("learning_curves.png", "learning_curves_cost.png"):
+        with Image.open(out / "figures" / figure) as im:
+            assert im.width > 300
+
+
+@pytest.mark.parametrize("case", ["differs", "cycles", "column", "twice"])
+def test_combine_curves_refuses_what_is_not_one_experiment(tmp_path, capsys, case):
+    from activedet.cli import main
+
+    exp = experiment(tmp_path)
+    write_report(exp, ["random", "entropy"], [0], 3, 100, cost=COST)
+    curves = pd.read_csv(exp / "curves.csv")
+    first = _seed_file(curves, 0, tmp_path / "a" / "curves.csv")
+    if case == "differs":  # seed 0 again with another result at cycle 1
+        bad = curves.copy()
+        bad.loc[(bad["strategy"] == "entropy") & (bad["cycle"] == 1), "map50"] = 0.45
+        second, message = _seed_file(bad, 0, tmp_path / "b" / "curves.csv"), "entropy seed 0 cycle 1 differs from"
+    elif case == "cycles":  # a run of fewer cycles
+        second = _seed_file(curves[curves["cycle"] < 2], 1, tmp_path / "b" / "curves.csv")
+        message = "random seed 1 has cycles [0, 1], but"
+    elif case == "column":
+        second = _seed_file(curves.drop(columns="map50_area"), 1, tmp_path / "b" / "curves.csv")
+        message = "not a curves.csv of activedet (no column map50_area)"
+    else:
+        second = _seed_file(pd.concat([curves, curves.iloc[:1]]), 1, tmp_path / "b" / "curves.csv")
+        message = "random seed 1 cycle 0 appears twice"
+    out = tmp_path / "combined"
+    assert main(["combine-curves", "--curves", str(first), str(second), "--out-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {second}: ") and message in err, err
+    assert not out.exists()  # nothing is written before every file has been checked

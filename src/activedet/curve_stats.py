@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .io import read_json
+from .io import InputError, read_json
 
 LEVELS = (0.90, 0.95)  # "labels to reach this share of the 100%-labeled mAP@0.5"
 
@@ -166,3 +166,65 @@ def summarize(curves: pd.DataFrame, reference: str = "random", exp_dir: str | Pa
                 row[f"{name}_to_{tag}"] = labels_to_reach(mean[x].to_numpy(), mean["map50"].to_numpy(), level * ref_map)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+CURVE_KEY = ["strategy", "seed", "cycle"]
+# What a cycle measured, as opposed to how long it took: a seed in two files must agree on these.
+RESULT_COLUMNS = ["n_labeled", "fraction", "map50", "map50_area", "coco_ap", "coco_ap50", "n_boxes", "annotation_s"]
+
+
+def _read_curves(path: Path) -> pd.DataFrame:
+    try:
+        curves = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: not a curves.csv ({str(e).splitlines()[0]})") from None
+    missing = [c for c in CURVE_KEY + RESULT_COLUMNS if c not in curves.columns]
+    if missing:
+        raise InputError(f"{path}: not a curves.csv of activedet (no column {', '.join(missing)})")
+    if curves.duplicated(CURVE_KEY).any():
+        row = curves[curves.duplicated(CURVE_KEY)].iloc[0]
+        raise InputError(f"{path}: {row['strategy']} seed {row['seed']} cycle {row['cycle']} appears twice")
+    return curves
+
+
+def combine_curves(paths: list[str | Path]) -> tuple[pd.DataFrame, list[str]]:
+    """The ``curves.csv`` of one experiment whose seeds ran apart (one run per seed or per group of seeds: in
+    different sessions, clusters or Snakemake invocations), as one run of all of them would have written it.
+
+    Seeds are independent (each has its own initial split and cycle-0 model) and a seed's runs are
+    deterministic on a CPU, so the union of runs of disjoint seeds is the full experiment. A (strategy, seed)
+    found in several files is a check of that: its ``RESULT_COLUMNS`` must be equal in each, and it is kept
+    from the first file. Rows keep the strategies' order of first appearance, then seed and cycle.
+
+    Returns the curves and one line per (strategy, seed) checked that way. Raises ``InputError`` naming the
+    file: unreadable or missing columns, a row twice in one file, a (strategy, seed) whose cycles differ
+    from the others', or a (strategy, seed) whose results differ from an earlier file's.
+    """
+    if not paths:
+        raise InputError("no curves.csv to combine")
+    kept: dict[tuple, tuple[Path, pd.DataFrame]] = {}
+    checked, cycles = [], None
+    for path in map(Path, paths):
+        curves = _read_curves(path)
+        for (strategy, seed), g in curves.groupby(["strategy", "seed"], sort=False):
+            g = g.sort_values("cycle")
+            own = tuple(g["cycle"])
+            if cycles is None:
+                cycles = (own, path, strategy, seed)
+            elif own != cycles[0]:
+                raise InputError(f"{path}: {strategy} seed {seed} has cycles {list(own)}, but {cycles[1]} has "
+                                 f"{list(cycles[0])} for {cycles[2]} seed {cycles[3]}")
+            if (strategy, seed) in kept:
+                first_path, first = kept[(strategy, seed)]
+                a, b = first[RESULT_COLUMNS].to_numpy(float), g[RESULT_COLUMNS].to_numpy(float)
+                if not np.array_equal(a, b, equal_nan=True):
+                    bad = int(np.flatnonzero(~((a == b) | (np.isnan(a) & np.isnan(b)))).min() // len(RESULT_COLUMNS))
+                    raise InputError(f"{path}: {strategy} seed {seed} cycle {own[bad]} differs from {first_path} "
+                                     f"(map50 {b[bad][2]:.6g} against {a[bad][2]:.6g}); a seed's runs must be "
+                                     "equal to be combined")
+                checked.append(f"{strategy} seed {seed}: {path} equals {first_path} at every cycle")
+                continue
+            kept[(strategy, seed)] = (path, g)
+    order = list(dict.fromkeys(strategy for strategy, _ in kept))
+    rows = [kept[k][1] for k in sorted(kept, key=lambda k: (order.index(k[0]), k[1]))]
+    return pd.concat(rows, ignore_index=True), checked

@@ -15,8 +15,8 @@ import pandas as pd
 
 from . import stopping as stop
 from .io import InputError, atomic_path, read_json
-from .curve_stats import (LEVELS, area_over_range, area_under_curve, common_range_alc, labels_to_reach,  # noqa: F401
-                          mean_ci, reference_map50, summarize)
+from .curve_stats import (LEVELS, area_over_range, area_under_curve, combine_curves,  # noqa: F401
+                          common_range_alc, labels_to_reach, mean_ci, reference_map50, summarize)
 from .paper.reports.common import colour
 
 STEPS = ("train", "score", "select", "merge", "evaluate", "eval_train")  # eval_train: eval_detector plain
@@ -371,3 +371,19 @@ def write_report(exp_dir: str | Path, strategies: list[str], seeds: list[int], c
     plot_per_class(per_class, out_dir / "figures" / "per_class_ap.png")
     plot_compute(times, out_dir / "figures" / "compute_per_step.png")
     return out
+
+
+def write_combined(curve_files: list[str | Path], out_dir: str | Path, cost: dict | None = None) -> dict:
+    """The report of an experiment whose seeds ran apart, from their ``curves.csv`` (:func:`combine_curves`):
+    ``curves.csv``, ``summary.csv``, ``time_per_step.csv`` and the two learning-curve figures in ``out_dir``,
+    computed as :func:`write_report` computes them from the cycles' files. Returns ``{curves, summary,
+    times, checked}``; raises ``InputError`` as :func:`combine_curves` does."""
+    out_dir = Path(out_dir)
+    curves, checked = combine_curves(curve_files)
+    summary, times = summarize(curves, cost=cost), time_table(curves)
+    _write_csv(curves, out_dir / "curves.csv")
+    _write_csv(summary, out_dir / "summary.csv")
+    _write_csv(times, out_dir / "time_per_step.csv")
+    plot_curves(curves, out_dir / "figures" / "learning_curves.png")
+    plot_cost_curves(curves, out_dir / "figures" / "learning_curves_cost.png")
+    return {"curves": curves, "summary": summary, "times": times, "checked": checked}

@@ -1,4 +1,4 @@
-"""Report steps: report (curves, summary, figure), resolve-params, paper-tables."""
+"""Report steps: report (curves, summary, figure), combine-curves (seeds run apart), resolve-params, paper-tables."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,6 +24,19 @@ def cmd_report(args) -> int:
     with pd.option_context("display.width", 200, "display.max_columns", 12):
         print(summary[["strategy", "n_seeds", "alc_mean", "alc_std", "alc_diff_vs_random",
                        "alc_diff_ci95_low", "alc_diff_ci95_high", "alc_boxes", "alc_seconds"]].to_string(index=False))
+    return 0
+
+
+def cmd_combine_curves(args) -> int:
+    from ..report import write_combined
+
+    p = load_params(args)
+    out = write_combined(args.curves, args.out_dir, cost=p["cost"])
+    for line in out["checked"]:
+        print(f"checked: {line}")
+    summary = out["summary"]
+    print(summary[["strategy", "n_seeds", "alc_mean", "alc_std", "alc_diff_vs_random", "alc_diff_ci95_low",
+                   "alc_diff_ci95_high"]].to_string(index=False))
     return 0
 
 
@@ -62,6 +75,12 @@ def register(add) -> None:
                                                     "dvc metrics show; the full table is summary.csv)")
     sp.add_argument("--stopping", action="store_true",
                     help="also the stopping table and figure (needs every cycle's stop_predictions.json)")
+
+    sp = add("combine-curves", cmd_combine_curves,
+             "one experiment's report from the curves.csv of runs of disjoint seeds (a repeated seed must agree)")
+    params_arg(sp)
+    sp.add_argument("--curves", nargs="+", required=True, help="curves.csv files, e.g. one per seed's run")
+    sp.add_argument("--out-dir", required=True, help="where curves.csv, summary.csv, time_per_step.csv and figures/ go")
 
     sp = add("resolve-params", cmd_resolve_params, "the params after validation with every default filled in (YAML)")
     params_arg(sp)
