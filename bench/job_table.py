@@ -1,13 +1,15 @@
 """Wall and CPU seconds per kind of job of a finished experiment, from its Snakemake benchmark files.
 
-    python -m bench.job_table results/<experiment> --out job_seconds.csv
+    python -m bench.job_table results/<experiment> --out job_seconds.csv [--seeds 0 1]
 
 Every rule writes a benchmark TSV (columns ``s`` wall seconds, ``cpu_time`` CPU seconds); the kind of job is
 the file's stem with record numbers dropped (``lookup_record3`` -> ``lookup_record``), the shared cycle-0 job
 (``initial/seed<s>/benchmark.tsv``) is ``train_initial+evaluate``, the 100%-labeled reference
 (``reference/seed<s>/benchmark.tsv``) is ``reference``, a paper experiment's per-run files
 (``paper/table2/<method>/seed<s>.tsv``) are ``table2 run``, and a rule's single file elsewhere
-(``checks/check_dataset.tsv``, ``pretrained/...``) keeps its stem.
+(``checks/check_dataset.tsv``, ``pretrained/...``) keeps its stem. ``--seeds`` keeps the jobs of those seeds
+(a ``seed<s>`` folder or ``seed<s>.tsv`` in the path) and the jobs of no seed (dataset, pre-training, report):
+what one run of those seeds costs when several runs share the experiment's folder.
 """
 from __future__ import annotations
 
@@ -31,10 +33,19 @@ def kind_of(path: Path) -> str:
     return re.sub(r"^lookup_record\d+$", "lookup_record", path.stem)
 
 
-def job_table(exp: Path) -> pd.DataFrame:
-    """One row per kind of job: jobs, wall seconds, CPU seconds; a last row ``total``."""
+def seed_of(path: Path) -> int | None:
+    """The seed a job's benchmark file belongs to (``.../seed<s>/...`` or ``seed<s>.tsv``); None for shared jobs."""
+    found = [int(m.group(1)) for part in path.parts for m in [re.fullmatch(r"seed(\d+)(?:\.tsv)?", part)] if m]
+    return found[-1] if found else None
+
+
+def job_table(exp: Path, seeds: list[int] | None = None) -> pd.DataFrame:
+    """One row per kind of job: jobs, wall seconds, CPU seconds; a last row ``total``. With ``seeds``: only
+    those seeds' jobs and the jobs of no seed."""
     rows = []
     for path in sorted(Path(exp).rglob("*.tsv")):
+        if seeds is not None and seed_of(path.relative_to(exp)) not in (None, *seeds):
+            continue
         df = pd.read_csv(path, sep="\t")
         if not {"s", "cpu_time"} <= set(df.columns) or df.empty:
             continue
@@ -52,8 +63,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.job_table", description=__doc__.split("\n")[0])
     ap.add_argument("experiment_dir")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--seeds", type=int, nargs="+", default=None, help="only these seeds' jobs (and those of no seed)")
     args = ap.parse_args(argv)
-    job_table(Path(args.experiment_dir)).to_csv(args.out, index=False)
+    job_table(Path(args.experiment_dir), args.seeds).to_csv(args.out, index=False)
     print(Path(args.out).read_text())
     return 0
 

@@ -333,6 +333,13 @@ def test_job_table_sums_benchmark_files_per_kind_of_job(tmp_path):
     assert t.loc["lookup_record", "jobs"] == 2 and t.loc["lookup_record", "cpu_s"] == 9.0
     assert t.loc["train_initial+evaluate", "wall_s"] == 7.0 and t.loc["check_dataset", "jobs"] == 1
     assert t["jobs"].sum() == 6 and t["wall_s"].sum() == 49.0
+    # seeds: seed 0's jobs and those of no seed (the dataset check, the paper's shared figures); seed 1's
+    # reference is left out
+    t = job_table(exp, seeds=[0]).set_index("step")
+    assert "reference" not in t.index and t.loc["total", "jobs"] == 11 and t.loc["total", "wall_s"] == 56.0
+    t = job_table(exp, seeds=[1]).set_index("step")
+    assert set(t.index) == {"reference", "check_dataset", "miaod_fig5", "miaod_fig7", "total"}
+    assert t.loc["total", "jobs"] == 4 and t.loc["total", "wall_s"] == 6.0
 
 
 def test_job_overhead_splits_each_job_into_its_recorded_work_and_the_rest(tmp_path):
