@@ -3,7 +3,8 @@
     python -m bench.job_table results/<experiment> --out job_seconds.csv [--seeds 0 1]
 
 Every rule writes a benchmark TSV (columns ``s`` wall seconds, ``cpu_time`` CPU seconds); the kind of job is
-the file's stem with record numbers dropped (``lookup_record3`` -> ``lookup_record``), the shared cycle-0 job
+the file's stem with record numbers and twins' file names dropped (``lookup_record3`` -> ``lookup_record``,
+``share_twin_model.pt`` -> ``share_twin``), the shared cycle-0 job
 (``initial/seed<s>/benchmark.tsv``) is ``train_initial+evaluate``, the 100%-labeled reference
 (``reference/seed<s>/benchmark.tsv``) is ``reference``, a paper experiment's per-run files
 (``paper/table2/<method>/seed<s>.tsv``) are ``table2 run``, and a rule's single file elsewhere
@@ -30,7 +31,8 @@ def kind_of(path: Path) -> str:
         # paper/fig7/<strategy>/seed<s>/cycle<c>.tsv): named by its experiment's folder
         last_paper = len(parts) - 1 - parts[::-1].index("paper")
         return f"{parts[last_paper + 1]} run"
-    return re.sub(r"^lookup_record\d+$", "lookup_record", path.stem)
+    # one file per record (lookup_record3) or per copied file of a twin (share_twin_model.pt): one kind
+    return re.sub(r"^share_twin_.+$", "share_twin", re.sub(r"^lookup_record\d+$", "lookup_record", path.stem))
 
 
 def seed_of(path: Path) -> int | None:

@@ -315,6 +315,8 @@ def test_job_table_sums_benchmark_files_per_kind_of_job(tmp_path):
     tsv(exp / "runs" / "mgral" / "seed0" / "cycle1" / "benchmarks" / "lookup_record3.tsv", 5.0, 4.0)
     tsv(exp / "runs" / "mgral" / "seed0" / "cycle1" / "benchmarks" / "lookup_record12.tsv", 6.0, 5.0)
     tsv(exp / "initial" / "seed0" / "benchmark.tsv", 7.0, 6.5)
+    tsv(exp / "runs" / "miaod_pe" / "seed0" / "cycle1" / "benchmarks" / "share_twin_model.pt.tsv", 0.5, 0.5)
+    tsv(exp / "runs" / "miaod_pe" / "seed0" / "cycle1" / "benchmarks" / "share_twin_labeled.json.tsv", 0.5, 0.5)
     tsv(exp / "checks" / "check_dataset.tsv", 1.0, 0.5)
     tsv(exp / "reference" / "seed1" / "benchmark.tsv", 3.0, 3.0)
     tsv(exp / "paper" / "table2" / "miaod" / "seed0.tsv", 2.0, 2.0)
@@ -327,8 +329,9 @@ def test_job_table_sums_benchmark_files_per_kind_of_job(tmp_path):
     assert t.loc["reference", "jobs"] == 1 and t.loc["table2 run", "jobs"] == 2 and t.loc["table2 run", "cpu_s"] == 3.0
     assert t.loc["fig7 run", "jobs"] == 1 and t.loc["miaod_fig5", "jobs"] == 1 and t.loc["miaod_fig7", "jobs"] == 1
     assert not {"seed", "seed1", "cycle", "miaod_fig"} & set(t.index)
-    assert t.loc["total", "jobs"] == 12 and t.loc["total", "wall_s"] == 59.0
-    t = t.drop(["reference", "table2 run", "fig7 run", "miaod_fig5", "miaod_fig7", "total"])
+    assert t.loc["total", "jobs"] == 14 and t.loc["total", "wall_s"] == 60.0
+    assert t.loc["share_twin", "jobs"] == 2 and not [k for k in t.index if k.startswith("share_twin_")]
+    t = t.drop(["reference", "table2 run", "fig7 run", "miaod_fig5", "miaod_fig7", "share_twin", "total"])
     assert t.loc["train", "jobs"] == 2 and t.loc["train", "wall_s"] == 30.0 and t.loc["train", "cpu_s"] == 27.0
     assert t.loc["lookup_record", "jobs"] == 2 and t.loc["lookup_record", "cpu_s"] == 9.0
     assert t.loc["train_initial+evaluate", "wall_s"] == 7.0 and t.loc["check_dataset", "jobs"] == 1
@@ -336,7 +339,7 @@ def test_job_table_sums_benchmark_files_per_kind_of_job(tmp_path):
     # seeds: seed 0's jobs and those of no seed (the dataset check, the paper's shared figures); seed 1's
     # reference is left out
     t = job_table(exp, seeds=[0]).set_index("step")
-    assert "reference" not in t.index and t.loc["total", "jobs"] == 11 and t.loc["total", "wall_s"] == 56.0
+    assert "reference" not in t.index and t.loc["total", "jobs"] == 13 and t.loc["total", "wall_s"] == 57.0
     t = job_table(exp, seeds=[1]).set_index("step")
     assert set(t.index) == {"reference", "check_dataset", "miaod_fig5", "miaod_fig7", "total"}
     assert t.loc["total", "jobs"] == 4 and t.loc["total", "wall_s"] == 6.0
