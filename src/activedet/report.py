@@ -337,6 +337,15 @@ def _write_csv(df: pd.DataFrame, path: Path) -> None:
         df.to_csv(tmp, index=False, float_format="%.6g")
 
 
+def _write_curve_outputs(curves: pd.DataFrame, summary: pd.DataFrame, times: pd.DataFrame, out_dir: Path) -> None:
+    """What every report writes: curves.csv, summary.csv, time_per_step.csv and the two learning-curve figures."""
+    _write_csv(curves, out_dir / "curves.csv")
+    _write_csv(summary, out_dir / "summary.csv")
+    _write_csv(times, out_dir / "time_per_step.csv")
+    plot_curves(curves, out_dir / "figures" / "learning_curves.png")
+    plot_cost_curves(curves, out_dir / "figures" / "learning_curves_cost.png")
+
+
 def write_report(exp_dir: str | Path, strategies: list[str], seeds: list[int], cycles: int, pool_size: int,
                  out_dir: str | Path | None = None, *, cost: dict | None = None, stopping: dict | None = None,
                  categories: list[dict] | None = None) -> dict:
@@ -361,13 +370,9 @@ def write_report(exp_dir: str | Path, strategies: list[str], seeds: list[int], c
         out.update(summary=summary, stopping=stops)
         _write_csv(stops, out_dir / "stopping.csv")
         plot_stopping(stops, out_dir / "figures" / "stopping.png", stopping.get("threshold", 0.9))
-    _write_csv(curves, out_dir / "curves.csv")
-    _write_csv(summary, out_dir / "summary.csv")
-    _write_csv(times, out_dir / "time_per_step.csv")
+    _write_curve_outputs(curves, summary, times, out_dir)
     _write_csv(per_class, out_dir / "per_class_ap.csv")
     _write_csv(dvc_plot_table(curves), out_dir / "plots" / "map50_by_strategy.csv")
-    plot_curves(curves, out_dir / "figures" / "learning_curves.png")
-    plot_cost_curves(curves, out_dir / "figures" / "learning_curves_cost.png")
     plot_per_class(per_class, out_dir / "figures" / "per_class_ap.png")
     plot_compute(times, out_dir / "figures" / "compute_per_step.png")
     return out
@@ -378,12 +383,7 @@ def write_combined(curve_files: list[str | Path], out_dir: str | Path, cost: dic
     ``curves.csv``, ``summary.csv``, ``time_per_step.csv`` and the two learning-curve figures in ``out_dir``,
     computed as :func:`write_report` computes them from the cycles' files. Returns ``{curves, summary,
     times, checked}``; raises ``InputError`` as :func:`combine_curves` does."""
-    out_dir = Path(out_dir)
     curves, checked = combine_curves(curve_files)
     summary, times = summarize(curves, cost=cost), time_table(curves)
-    _write_csv(curves, out_dir / "curves.csv")
-    _write_csv(summary, out_dir / "summary.csv")
-    _write_csv(times, out_dir / "time_per_step.csv")
-    plot_curves(curves, out_dir / "figures" / "learning_curves.png")
-    plot_cost_curves(curves, out_dir / "figures" / "learning_curves_cost.png")
+    _write_curve_outputs(curves, summary, times, Path(out_dir))
     return {"curves": curves, "summary": summary, "times": times, "checked": checked}
