@@ -22,7 +22,6 @@ import argparse
 import copy
 import csv
 import json
-import math
 import sys
 import time
 from pathlib import Path
