@@ -28,6 +28,7 @@ SHRINK_RETINANET = yaml.safe_load((PAPER / "shrink_retinanet.yaml").read_text())
 SCALE_KEYS = {
     "train": {"epochs", "min_iterations", "max_iterations", "batch_size", "warmup_iterations", "checkpoint_every"},
     "active": {"initial_labeled", "budget", "cycles", "seeds"},
+    "stopping": {"stop_set_size"},
     "strategies": {"miaod": {"topk"}, "mgral": {"records", "agent_iterations", "proxy_iterations", "embedding_dim"}},
     "paper_reports": {"table2": {"epochs", "min_iterations", "cycles", "seeds", "eval_batch_size"}},
     "dataset": {"input_size"},
