@@ -32,6 +32,7 @@ SCALE_KEYS = {
     "strategies": {"miaod": {"topk"}, "mgral": {"records", "agent_iterations", "proxy_iterations", "embedding_dim"}},
     "paper_reports": {"table2": {"epochs", "min_iterations", "cycles", "seeds", "eval_batch_size"}},
     "dataset": {"input_size"},
+    "resources": {"train": {"threads"}, "score": {"threads"}},
 }
 
 
