@@ -1,6 +1,6 @@
 """Wall and CPU seconds per kind of job of a finished experiment, from its Snakemake benchmark files.
 
-    python -m bench.job_table results/<experiment> --out job_seconds.csv [--seeds 0 1]
+    python -m bench.job_table results/<experiment> --out job_seconds.csv [--seeds 0 1] [--strategies random ...]
 
 Every rule writes a benchmark TSV (columns ``s`` wall seconds, ``cpu_time`` CPU seconds); the kind of job is
 the file's stem with record numbers and twins' file names dropped (``lookup_record3`` -> ``lookup_record``,
@@ -10,7 +10,10 @@ the file's stem with record numbers and twins' file names dropped (``lookup_reco
 (``paper/table2/<method>/seed<s>.tsv``) are ``table2 run``, and a rule's single file elsewhere
 (``checks/check_dataset.tsv``, ``pretrained/...``) keeps its stem. ``--seeds`` keeps the jobs of those seeds
 (a ``seed<s>`` folder or ``seed<s>.tsv`` in the path) and the jobs of no seed (dataset, pre-training, report):
-what one run of those seeds costs when several runs share the experiment's folder.
+what one run of those seeds costs when several runs share the experiment's folder. ``--strategies`` likewise
+keeps the jobs of those strategies (a ``runs/<strategy>/`` folder) and the jobs of none (dataset, pre-training,
+the shared cycle 0, report): what a run without the others would cost, e.g. the default's eight strategies out of
+an experiment that also ran a variant.
 """
 from __future__ import annotations
 
@@ -41,12 +44,22 @@ def seed_of(path: Path) -> int | None:
     return found[-1] if found else None
 
 
-def job_table(exp: Path, seeds: list[int] | None = None) -> pd.DataFrame:
+def strategy_of(path: Path) -> str | None:
+    """The strategy (or variant) a job's benchmark file belongs to (``runs/<strategy>/...``); None for the rest."""
+    parts = path.parts
+    return parts[1] if len(parts) > 2 and parts[0] == "runs" else None
+
+
+def job_table(exp: Path, seeds: list[int] | None = None, strategies: list[str] | None = None) -> pd.DataFrame:
     """One row per kind of job: jobs, wall seconds, CPU seconds; a last row ``total``. With ``seeds``: only
-    those seeds' jobs and the jobs of no seed."""
+    those seeds' jobs and the jobs of no seed; with ``strategies``: only those strategies' jobs and the jobs of
+    none."""
     rows = []
     for path in sorted(Path(exp).rglob("*.tsv")):
-        if seeds is not None and seed_of(path.relative_to(exp)) not in (None, *seeds):
+        rel = path.relative_to(exp)
+        if seeds is not None and seed_of(rel) not in (None, *seeds):
+            continue
+        if strategies is not None and strategy_of(rel) not in (None, *strategies):
             continue
         df = pd.read_csv(path, sep="\t")
         if not {"s", "cpu_time"} <= set(df.columns) or df.empty:
@@ -66,8 +79,10 @@ def main(argv=None) -> int:
     ap.add_argument("experiment_dir")
     ap.add_argument("--out", required=True)
     ap.add_argument("--seeds", type=int, nargs="+", default=None, help="only these seeds' jobs (and those of no seed)")
+    ap.add_argument("--strategies", nargs="+", default=None,
+                    help="only these strategies' jobs (runs/<strategy>/) and those of none")
     args = ap.parse_args(argv)
-    job_table(Path(args.experiment_dir), args.seeds).to_csv(args.out, index=False)
+    job_table(Path(args.experiment_dir), args.seeds, args.strategies).to_csv(args.out, index=False)
     print(Path(args.out).read_text())
     return 0
 

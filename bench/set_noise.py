@@ -15,7 +15,9 @@ of each of n sets, the balanced one-way random-effects analysis of each metric (
 ``sd_set`` is the spread the draw of the labeled set causes with training noise averaged out, and the floor
 of the seed spread of one training per set: ``sqrt(sd_set^2 + sd_training^2)`` is what one training per
 set shows; ``sd_own_seeds``, the spread of the run's own trainings (the learning curve's), estimates the
-same. The test set's share (``bench.noise``) is inside both components. Written by hand: the two mean
+same. The test set's share (``bench.noise``) is inside both components. ``--own-curves`` takes the run's own
+trainings from a committed ``curves.csv`` (columns strategy, seed, cycle and the metrics) instead of the
+experiment folder's ``metrics.json`` files, for a run whose folder is gone. Written by hand: the two mean
 squares are a few lines, and a balanced design needs nothing a statistics package would add.
 """
 from __future__ import annotations
@@ -38,6 +40,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--retrained", type=Path, required=True,
                     help="folder of s<seed>_t<training seed>.metrics.json for the cycle's labeled sets")
     ap.add_argument("--summary", type=Path, required=True, help="CSV of the analysis (one row per metric)")
+    ap.add_argument("--own-curves", type=Path, default=None,
+                    help="the run's own trainings from this curves.csv instead of the experiment folder")
     ap.add_argument("--metrics", nargs="+", default=["map50", "coco_ap"], choices=["map50", "map50_area", "coco_ap"],
                     help="metrics.json keys analysed (VOC07 mAP@0.5, area mAP@0.5, COCO AP)")
     return ap.parse_args(argv)
@@ -77,8 +81,22 @@ def run(args) -> int:
             raise InputError(f"{path}: no {', '.join(missing)} (a metrics.json that evaluate writes)")
         return {k: m[k] for k in args.metrics}
 
-    rows = [{"seed": seed, "training_seed": "own", **values(model.parent / "metrics.json")}
-            for (seed, cycle), model in sorted(model_paths(exp, args.strategy).items()) if cycle == args.cycle]
+    if args.own_curves is not None:
+        if not args.own_curves.is_file():
+            raise InputError(f"{args.own_curves}: file not found")
+        try:
+            curves = pd.read_csv(args.own_curves)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+            raise InputError(f"{args.own_curves}: not a readable CSV ({str(e).splitlines()[0]})") from None
+        missing = [k for k in ("strategy", "seed", "cycle", *args.metrics) if k not in curves.columns]
+        if missing:
+            raise InputError(f"{args.own_curves}: no column {', '.join(missing)}")
+        own = curves[(curves["strategy"] == args.strategy) & (curves["cycle"] == args.cycle)].sort_values("seed")
+        rows = [{"seed": int(r["seed"]), "training_seed": "own", **{k: float(r[k]) for k in args.metrics}}
+                for _, r in own.iterrows()]
+    else:
+        rows = [{"seed": seed, "training_seed": "own", **values(model.parent / "metrics.json")}
+                for (seed, cycle), model in sorted(model_paths(exp, args.strategy).items()) if cycle == args.cycle]
     for path in sorted(Path(args.retrained).glob("s*_t*.metrics.json")):
         name = re.fullmatch(r"s(\d+)_t(\d+)\.metrics\.json", path.name)
         if name is None:

@@ -343,6 +343,14 @@ def test_job_table_sums_benchmark_files_per_kind_of_job(tmp_path):
     t = job_table(exp, seeds=[1]).set_index("step")
     assert set(t.index) == {"reference", "check_dataset", "miaod_fig5", "miaod_fig7", "total"}
     assert t.loc["total", "jobs"] == 4 and t.loc["total", "wall_s"] == 6.0
+    # strategies: random's jobs and those of no strategy (the shared cycle 0, the check, the reference, the
+    # paper's files); entropy's, MGRAL's and the twin's are left out
+    t = job_table(exp, strategies=["random"]).set_index("step")
+    assert "lookup_record" not in t.index and "share_twin" not in t.index
+    assert t.loc["train", "jobs"] == 1 and t.loc["train", "cpu_s"] == 9.0
+    assert t.loc["total", "jobs"] == 14 - 5 and t.loc["total", "wall_s"] == 60.0 - 20.0 - 11.0 - 1.0
+    t = job_table(exp, seeds=[0], strategies=["miaod_pe", "mgral"]).set_index("step")
+    assert t.loc["total", "jobs"] == 13 - 2 and "train" not in t.index and t.loc["share_twin", "jobs"] == 2
 
 
 def test_job_overhead_splits_each_job_into_its_recorded_work_and_the_rest(tmp_path):
@@ -537,6 +545,34 @@ def test_set_noise_reads_the_runs_and_their_retrainings(tmp_path, capsys):
     assert err.startswith("error: ") and "s1_t12.metrics.json: no coco_ap" in err and "Traceback" not in err
 
 
+def test_set_noise_takes_the_runs_own_trainings_from_a_committed_curves_file(tmp_path, capsys):
+    """The same analysis as above, the run's own values read from curves.csv rows (other strategies and cycles
+    ignored) with no experiment folder at all."""
+    from bench.set_noise import main
+
+    re_ = tmp_path / "retrained"
+    re_.mkdir()
+    rows = [("random", 0, 4, 0.5), ("random", 1, 4, 0.8), ("random", 2, 4, 0.9), ("random", 0, 3, 0.1),
+            ("entropy", 0, 4, 0.2)]
+    curves = pd.DataFrame(rows, columns=["strategy", "seed", "cycle", "map50"]).assign(coco_ap=lambda d: d.map50 / 2)
+    curves.to_csv(tmp_path / "curves.csv", index=False)
+    for seed, again in [(0, 0.7), (1, 0.8)]:
+        (re_ / f"s{seed}_t11.metrics.json").write_text(json.dumps({"map50": again, "coco_ap": again / 2}))
+    args = [str(tmp_path / "gone"), "--cycle", "4", "--retrained", str(re_), "--out", str(tmp_path / "t.csv"),
+            "--summary", str(tmp_path / "s.csv"), "--own-curves", str(tmp_path / "curves.csv")]
+    assert main(args) == 0
+    s = pd.read_csv(tmp_path / "s.csv").set_index("metric")
+    assert s.loc["map50", "sd_set"] == pytest.approx(math.sqrt(0.015), rel=1e-5) and s.loc["map50", "n_sets"] == 2
+    assert s.loc["map50", "sd_own_seeds"] == pytest.approx(pd.Series([0.5, 0.8]).std(), rel=1e-5)
+    t = pd.read_csv(tmp_path / "t.csv")
+    assert sorted(zip(t["seed"], t["training_seed"].astype(str))) == [(0, "11"), (0, "own"), (1, "11"), (1, "own")]
+    curves.drop(columns="coco_ap").to_csv(tmp_path / "curves.csv", index=False)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "curves.csv: no column coco_ap" in err
+    assert main(args[:-1] + [str(tmp_path / "none.csv")]) == 2 and "none.csv: file not found" in capsys.readouterr().err
+
+
 def test_convergence_rows_record_the_overrides_and_scale_the_recipe(tmp_path, capsys):
     import yaml
 
@@ -549,12 +585,12 @@ def test_convergence_rows_record_the_overrides_and_scale_the_recipe(tmp_path, ca
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     out = tmp_path / "sweep.csv"
     args = ["--params", str(tmp_path / "params.yaml"), "--data", str(tmp_path / "data"), "--backbone", "none",
-            "--fractions", "0.25", "--seeds", "0", "--factors", "0.01", "0.02", "--frozen-stages", "-1",
+            "--fractions", "0.25", "--seeds", "0", "--factors", "0.005", "0.01", "--frozen-stages", "-1",
             "--lr", "0.005", "--scratch", str(tmp_path / "scratch"), "--out", str(out)]
     assert main(args) == 0
     rows = pd.read_csv(out)
     assert list(rows.columns) == SWEEP_COLUMNS and out.read_text().count("\r") == 0
-    # 25% of 40 images = 10; the recipe gives max(ceil(96 * 10 / 16), 1200) = 1200 iterations, times 0.01 and 0.02
+    # 25% of 40 images = 10; the recipe gives max(ceil(192 * 10 / 16), 2400) = 2400 iterations, times 0.005 and 0.01
     assert rows["n_labeled"].tolist() == [10, 10] and rows["iterations"].tolist() == [12, 24]
     assert rows["epochs"].tolist() == [19.2, 38.4]  # iterations x batch 16 / 10 images
     assert rows["lr"].tolist() == [0.005, 0.005] and rows["frozen_stages"].tolist() == [-1, -1]

@@ -12,15 +12,16 @@ BIN = Path(sys.executable).parent
 TINY = ROOT / "tests" / "data" / "params_tiny.yaml"
 
 
-def config_params(name: str) -> dict:
-    """params.yaml with configs/<name> merged in as Snakemake merges a --configfile (its own
+def config_params(*names: str) -> dict:
+    """params.yaml with configs/<name> merged in, in order, as Snakemake merges --configfile files (its own
     ``snakemake.utils.update_config``: key by key at every level), validated and completed by ``params.load``."""
     from snakemake.utils import update_config
 
     from activedet import params as P
 
     merged = yaml.safe_load((ROOT / "params.yaml").read_text())
-    update_config(merged, yaml.safe_load((ROOT / "configs" / name).read_text()))
+    for name in names:
+        update_config(merged, yaml.safe_load((ROOT / "configs" / name).read_text()))
     return P.load(merged)
 
 
