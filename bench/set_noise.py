@@ -92,6 +92,8 @@ def run(args) -> int:
         if missing:
             raise InputError(f"{args.own_curves}: no column {', '.join(missing)}")
         own = curves[(curves["strategy"] == args.strategy) & (curves["cycle"] == args.cycle)].sort_values("seed")
+        if own.empty:
+            raise InputError(f"{args.own_curves}: no row of strategy {args.strategy} at cycle {args.cycle}")
         rows = [{"seed": int(r["seed"]), "training_seed": "own", **{k: float(r[k]) for k in args.metrics}}
                 for _, r in own.iterrows()]
     else:

@@ -571,6 +571,8 @@ def test_set_noise_takes_the_runs_own_trainings_from_a_committed_curves_file(tmp
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "curves.csv: no column coco_ap" in err
     assert main(args[:-1] + [str(tmp_path / "none.csv")]) == 2 and "none.csv: file not found" in capsys.readouterr().err
+    curves.assign(cycle=3).to_csv(tmp_path / "curves.csv", index=False)  # no own training at cycle 4
+    assert main(args) == 2 and "no row of strategy random at cycle 4" in capsys.readouterr().err
 
 
 def test_convergence_rows_record_the_overrides_and_scale_the_recipe(tmp_path, capsys):
