@@ -16,7 +16,7 @@ of each of n sets, the balanced one-way random-effects analysis of each metric (
 of the seed spread of one training per set: ``sqrt(sd_set^2 + sd_training^2)`` is what one training per
 set shows; ``sd_own_seeds``, the spread of the run's own trainings (the learning curve's), estimates the
 same. The test set's share (``bench.noise``) is inside both components. ``--own-curves`` takes the run's own
-trainings from a committed ``curves.csv`` (columns strategy, seed, cycle and the metrics) instead of the
+trainings from a committed ``curves.csv`` (as ``activedet.curve_stats.read_curves`` reads it) instead of the
 experiment folder's ``metrics.json`` files, for a run whose folder is gone. Written by hand: the two mean
 squares are a few lines, and a balanced design needs nothing a statistics package would add.
 """
@@ -82,15 +82,9 @@ def run(args) -> int:
         return {k: m[k] for k in args.metrics}
 
     if args.own_curves is not None:
-        if not args.own_curves.is_file():
-            raise InputError(f"{args.own_curves}: file not found")
-        try:
-            curves = pd.read_csv(args.own_curves)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-            raise InputError(f"{args.own_curves}: not a readable CSV ({str(e).splitlines()[0]})") from None
-        missing = [k for k in ("strategy", "seed", "cycle", *args.metrics) if k not in curves.columns]
-        if missing:
-            raise InputError(f"{args.own_curves}: no column {', '.join(missing)}")
+        from activedet.curve_stats import read_curves  # its columns include every --metrics choice
+
+        curves = read_curves(args.own_curves)
         own = curves[(curves["strategy"] == args.strategy) & (curves["cycle"] == args.cycle)].sort_values("seed")
         if own.empty:
             raise InputError(f"{args.own_curves}: no row of strategy {args.strategy} at cycle {args.cycle}")

@@ -555,6 +555,8 @@ def test_set_noise_takes_the_runs_own_trainings_from_a_committed_curves_file(tmp
     rows = [("random", 0, 4, 0.5), ("random", 1, 4, 0.8), ("random", 2, 4, 0.9), ("random", 0, 3, 0.1),
             ("entropy", 0, 4, 0.2)]
     curves = pd.DataFrame(rows, columns=["strategy", "seed", "cycle", "map50"]).assign(coco_ap=lambda d: d.map50 / 2)
+    for column in ("n_labeled", "fraction", "map50_area", "coco_ap50", "n_boxes", "annotation_s"):  # a real file's
+        curves[column] = 0
     curves.to_csv(tmp_path / "curves.csv", index=False)
     for seed, again in [(0, 0.7), (1, 0.8)]:
         (re_ / f"s{seed}_t11.metrics.json").write_text(json.dumps({"map50": again, "coco_ap": again / 2}))
@@ -569,9 +571,9 @@ def test_set_noise_takes_the_runs_own_trainings_from_a_committed_curves_file(tmp
     curves.drop(columns="coco_ap").to_csv(tmp_path / "curves.csv", index=False)
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "curves.csv: no column coco_ap" in err
+    assert err.startswith("error: ") and "curves.csv: not a curves.csv of activedet (no column coco_ap)" in err
     assert main(args[:-1] + [str(tmp_path / "none.csv")]) == 2 and "none.csv: file not found" in capsys.readouterr().err
-    curves.assign(cycle=3).to_csv(tmp_path / "curves.csv", index=False)  # no own training at cycle 4
+    curves[curves["cycle"] == 4].assign(cycle=5).to_csv(tmp_path / "curves.csv", index=False)  # none at cycle 4
     assert main(args) == 2 and "no row of strategy random at cycle 4" in capsys.readouterr().err
 
 

@@ -173,7 +173,13 @@ CURVE_KEY = ["strategy", "seed", "cycle"]
 RESULT_COLUMNS = ["n_labeled", "fraction", "map50", "map50_area", "coco_ap", "coco_ap50", "n_boxes", "annotation_s"]
 
 
-def _read_curves(path: Path) -> pd.DataFrame:
+def read_curves(path: Path) -> pd.DataFrame:
+    """A ``curves.csv`` that activedet wrote (one row per strategy, seed and cycle).
+
+    Raises InputError naming the file: missing, not a CSV, a column of ``CURVE_KEY + RESULT_COLUMNS``
+    missing, or a (strategy, seed, cycle) twice."""
+    if not Path(path).is_file():
+        raise InputError(f"{path}: file not found")
     try:
         curves = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
@@ -205,7 +211,7 @@ def combine_curves(paths: list[str | Path]) -> tuple[pd.DataFrame, list[str]]:
     kept: dict[tuple, tuple[Path, pd.DataFrame]] = {}
     checked, cycles = [], None
     for path in map(Path, paths):
-        curves = _read_curves(path)
+        curves = read_curves(path)
         for (strategy, seed), g in curves.groupby(["strategy", "seed"], sort=False):
             g = g.sort_values("cycle")
             own = tuple(g["cycle"])
